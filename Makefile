@@ -1,0 +1,34 @@
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.buildVersion=$(VERSION)
+
+.PHONY: all build run test check bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/attlsd ./cmd/attlsd
+	$(GO) build -trimpath -o $(BIN)/demo-backend ./examples/backend
+
+# The demo: dev certificates on first use, the demo backend, attlsd.
+run: build
+	./examples/run-demo.sh
+
+# Every test, under the race detector. End-to-end tests build the binary
+# and drive it with curl, openssl, Python and HAProxy/nginx, which
+# install-deps.sh installs when missing (as root) or reports.
+test:
+	./test/install-deps.sh
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# Go benchmarks of the data path.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy
+
+check: build
+	$(BIN)/attlsd check examples/dev.hcl
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,29 @@
+// Package logkey names the structured log fields attlsd writes, one key per
+// concept, so that every package logs a connection the same way.
+package logkey
+
+// Connection fields.
+const (
+	ConnID     = "conn_id"     // the id also sent to the backend as UNIQUE_ID
+	Rule       = "rule"        // the matched rule's name
+	Client     = "client"      // the client's address
+	Listener   = "listener"    // the address the client reached
+	Backend    = "backend"     // where the cleartext stream goes
+	SNI        = "sni"         // server name the client asked for
+	ALPN       = "alpn"        // negotiated application protocol
+	TLSVersion = "tls_version" // e.g. "TLSv1.3"
+	Cipher     = "cipher"      // IANA cipher suite name
+	Group      = "group"       // key-exchange group
+	BytesIn    = "bytes_in"    // client to backend
+	BytesOut   = "bytes_out"   // backend to client
+	Duration   = "duration"    // connection lifetime
+	Reason     = "reason"      // why the connection ended
+	Code       = "code"        // AT-TLS return code, where one applies
+)
+
+// Daemon fields.
+const (
+	Listeners = "listeners" // every bound listener
+	Policy    = "policy"    // the policy file
+	Version   = "version"   // attlsd version
+)

@@ -1,0 +1,101 @@
+package policy
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite the .golden files in testdata")
+
+// TestGolden parses every testdata/*.hcl policy and compares the
+// diagnostics, and for a valid policy a summary of it, with the .golden
+// file beside it. Paths under the temporary folder print as $DIR.
+func TestGolden(t *testing.T) {
+	dir := testDir(t)
+	files, err := filepath.Glob("testdata/*.hcl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("got %d policies in testdata (%v), want some", len(files), err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, diags := Parse(src, filepath.ToSlash(file), dir)
+			got := strings.ReplaceAll(render(p, diags), dir, "$DIR")
+			compareGolden(t, strings.TrimSuffix(file, ".hcl")+".golden", got)
+		})
+	}
+}
+
+// compareGolden checks got against a golden file, or rewrites the file
+// under -update.
+func compareGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./policy -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// render is the golden text: the diagnostics, then what a valid policy
+// holds.
+func render(p *Policy, diags hcl.Diagnostics) string {
+	var b strings.Builder
+	b.WriteString(FormatDiagnostics(diags))
+	if p == nil {
+		return b.String()
+	}
+	b.WriteString("-- policy --\n")
+	for _, e := range p.Environments {
+		renderEnvironment(&b, e)
+	}
+	for _, l := range p.Listeners {
+		fmt.Fprintf(&b, "listener %s\n", l.Addr)
+		for _, r := range l.Rules {
+			renderRule(&b, r)
+		}
+	}
+	return b.String()
+}
+
+// renderEnvironment writes one line per environment.
+func renderEnvironment(b *strings.Builder, e *Environment) {
+	fmt.Fprintf(b, "environment %s cert=%s key=%s trust=%v versions=%#x-%#x",
+		e.Name, e.CertFile, e.KeyFile, e.TrustFiles, e.MinVersion, e.MaxVersion)
+	fmt.Fprintf(b, " suites=%#x curves=%v alpn=%q timeout=%s\n",
+		e.CipherSuites, e.Curves, e.ALPN, e.HandshakeTimeout)
+}
+
+// renderRule writes one line per rule on a listener.
+func renderRule(b *strings.Builder, r *Rule) {
+	addr := "all"
+	if r.Address.IsValid() {
+		addr = r.Address.String()
+	}
+	fmt.Fprintf(b, "  rule %s priority=%d ports=%d-%d address=%s remote=%v",
+		r.Name, r.Priority, r.FirstPort, r.LastPort, addr, r.RemoteAddresses)
+	env := "-"
+	if r.Environment != nil {
+		env = r.Environment.Name
+	}
+	fmt.Fprintf(b, " tls=%v env=%s client_auth=%s backend=%s/%s proxy=%s\n",
+		r.TLS, env, r.ClientAuth, r.Backend.Network, r.Backend.Address, r.ProxyProtocol)
+}

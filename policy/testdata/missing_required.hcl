@@ -1,0 +1,7 @@
+inbound "nothing" {
+}
+
+inbound "no_backend" {
+  port = 8443
+  tls  = false
+}

@@ -1,0 +1,159 @@
+package policy
+
+import (
+	"crypto/tls"
+	"slices"
+	"testing"
+)
+
+func TestTLSConfig(t *testing.T) {
+	dir := testDir(t)
+	p := parseString(t, dir, `
+environment "web" {
+  certificate   = "certs/server.pem"
+  private_key   = "certs/server-key.pem"
+  trust         = ["certs/ca.pem"]
+  cipher_suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "C02B"]
+  curves        = ["X25519", "P-256"]
+  alpn          = ["http/1.1"]
+}
+environment "modern" {
+  certificate  = "certs/server.pem"
+  private_key  = "certs/server-key.pem"
+  tls_versions = ["1.3"]
+}
+inbound "none"     {
+  port = 8001
+  environment = "web"
+  backend = "127.0.0.1:9000"
+}
+inbound "passthru" {
+  port = 8002
+  environment = "web"
+  client_auth = "passthru"
+  backend = "127.0.0.1:9000"
+}
+inbound "full"     {
+  port = 8003
+  environment = "web"
+  client_auth = "full"
+  backend = "127.0.0.1:9000"
+}
+inbound "required" {
+  port = 8004
+  environment = "web"
+  client_auth = "required"
+  backend = "127.0.0.1:9000"
+}
+inbound "tls13"    {
+  port = 8005
+  environment = "modern"
+  backend = "127.0.0.1:9000"
+}
+inbound "plain"    {
+  port = 8006
+  tls = false
+  backend = "127.0.0.1:9000"
+}
+`)
+	tests := []struct {
+		rule       string
+		clientAuth tls.ClientAuthType
+		min, max   uint16
+	}{
+		{"none", tls.NoClientCert, tls.VersionTLS12, tls.VersionTLS13},
+		{"passthru", tls.RequestClientCert, tls.VersionTLS12, tls.VersionTLS13},
+		{"full", tls.VerifyClientCertIfGiven, tls.VersionTLS12, tls.VersionTLS13},
+		{"required", tls.RequireAndVerifyClientCert, tls.VersionTLS12, tls.VersionTLS13},
+		{"tls13", tls.NoClientCert, tls.VersionTLS13, tls.VersionTLS13},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rule, func(t *testing.T) {
+			c := ruleNamed(t, p, tt.rule).TLSConfig
+			if c == nil {
+				t.Fatal("got nil TLSConfig")
+			}
+			if c.ClientAuth != tt.clientAuth {
+				t.Errorf("got ClientAuth %v, want %v", c.ClientAuth, tt.clientAuth)
+			}
+			if c.MinVersion != tt.min || c.MaxVersion != tt.max {
+				t.Errorf("got versions %#x-%#x, want %#x-%#x",
+					c.MinVersion, c.MaxVersion, tt.min, tt.max)
+			}
+			if len(c.Certificates) != 1 || c.Certificates[0].Leaf == nil {
+				t.Errorf("got %d certificates, want 1 with its leaf", len(c.Certificates))
+			}
+		})
+	}
+
+	t.Run("web settings", func(t *testing.T) {
+		c := ruleNamed(t, p, "full").TLSConfig
+		wantSuites := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+		if !slices.Equal(c.CipherSuites, wantSuites) {
+			t.Errorf("got suites %#x, want %#x", c.CipherSuites, wantSuites)
+		}
+		wantCurves := []tls.CurveID{tls.X25519, tls.CurveP256}
+		if !slices.Equal(c.CurvePreferences, wantCurves) {
+			t.Errorf("got curves %v, want %v", c.CurvePreferences, wantCurves)
+		}
+		if !slices.Equal(c.NextProtos, []string{"http/1.1"}) {
+			t.Errorf("got ALPN %q, want [http/1.1]", c.NextProtos)
+		}
+		if c.ClientCAs == nil {
+			t.Error("got nil ClientCAs, want the trust pool")
+		}
+	})
+	t.Run("cleartext", func(t *testing.T) {
+		r := ruleNamed(t, p, "plain")
+		if r.TLSConfig != nil || r.Environment != nil {
+			t.Errorf("got TLSConfig %v, environment %v, want both nil", r.TLSConfig, r.Environment)
+		}
+	})
+	t.Run("own config per rule", func(t *testing.T) {
+		if ruleNamed(t, p, "none").TLSConfig == ruleNamed(t, p, "full").TLSConfig {
+			t.Error("got one shared *tls.Config, want one per rule")
+		}
+	})
+}
+
+// TestTLSHandshake checks that a loaded configuration serves a real
+// handshake to a client that trusts the development CA.
+func TestTLSHandshake(t *testing.T) {
+	dir := testDir(t)
+	p := parseString(t, dir, `
+environment "web" {
+  certificate = "certs/server.pem"
+  private_key = "certs/server-key.pem"
+  alpn        = ["h2"]
+}
+inbound "api" {
+  port        = 8443
+  environment = "web"
+  backend     = "127.0.0.1:9000"
+}
+`)
+	server := p.Inbound[0].TLSConfig
+	roots := p.Environments[0].Pair.Leaf
+	client := &tls.Config{ServerName: "localhost", NextProtos: []string{"h2"}}
+	client.RootCAs = x509Pool(t, dir)
+	state := handshake(t, server, client)
+	if state.NegotiatedProtocol != "h2" {
+		t.Errorf("got ALPN %q, want h2", state.NegotiatedProtocol)
+	}
+	if got := state.PeerCertificates[0]; !got.Equal(roots) {
+		t.Errorf("got peer %q, want the policy's certificate", got.Subject)
+	}
+}
+
+// ruleNamed returns the policy's rule called name.
+func ruleNamed(t *testing.T, p *Policy, name string) *Rule {
+	t.Helper()
+	for _, r := range p.Inbound {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no rule %q", name)
+	return nil
+}

@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/attlsd/attlsd/internal/logkey"
+	"github.com/attlsd/attlsd/policy"
+)
+
+// listener is one bound socket and the policy listener it serves.
+type listener struct {
+	ln  net.Listener
+	pol *policy.Listener
+}
+
+// bindAll binds every listener or, on the first failure, none.
+func bindAll(pls []*policy.Listener) ([]*listener, error) {
+	out := make([]*listener, 0, len(pls))
+	for _, pl := range pls {
+		ln, err := net.Listen("tcp", pl.Addr)
+		if err != nil {
+			for _, l := range out {
+				l.ln.Close()
+			}
+			return nil, fmt.Errorf("listen on %s for rule %q: %w",
+				pl.Addr, pl.Rules[0].Name, err)
+		}
+		out = append(out, &listener{ln: ln, pol: pl})
+	}
+	return out, nil
+}
+
+// Accept backoff bounds. Accept fails while descriptors are exhausted
+// (EMFILE, ENFILE); retrying at once would spin a core until one frees up.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// accept takes connections from l until it is closed.
+func (s *Server) accept(l *listener) {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		raw, err := l.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			s.log.Warn().Err(err).Dur("retry_in", delay).
+				Str(logkey.Listener, l.ln.Addr().String()).Msg("accept failed")
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.serve(l, raw)
+	}
+}
+
+// serve runs one connection and forgets it when it ends.
+func (s *Server) serve(l *listener, raw net.Conn) {
+	defer s.wg.Done()
+	c := &conn{raw: raw}
+	s.newConn(l, c)
+	defer s.track(c)()
+	if s.ctx.Err() != nil { // Close ran between Accept and track
+		raw.Close()
+	}
+	c.serve(s.ctx, l.pol)
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the real clients and peers the end-to-end tests drive (curl,
+# openssl, Python, HAProxy, nginx) when they are missing. As root with
+# apt-get it installs them; otherwise it lists what is missing, and those
+# tests skip with a message saying so.
+set -euo pipefail
+
+need=()
+command -v curl    >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx   >/dev/null || need+=(nginx-light)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends ca-certificates "${need[@]}" >/dev/null
+  # Debian starts the packaged services; the tests run their own copies.
+  for s in nginx haproxy; do service "$s" stop >/dev/null 2>&1 || true; done
+else
+  echo "missing ${need[*]}: the tests that need them will skip (apt-get install ${need[*]})" >&2
+fi
