@@ -53,8 +53,13 @@ func (d *decoder) value(attr *hcl.Attribute) (cty.Value, bool) {
 	if diags.HasErrors() {
 		return cty.NilVal, false
 	}
-	if v.IsNull() {
+	switch {
+	case v.IsNull():
 		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%s must not be null", attr.Name)
+		return cty.NilVal, false
+	case !v.IsWhollyKnown():
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name,
+			"%s has no value without variables", attr.Name)
 		return cty.NilVal, false
 	}
 	return v, true
@@ -218,6 +223,6 @@ func (d *decoder) unique(attr *hcl.Attribute, items []item) []item {
 // isEmptyList reports whether attr is written as a list with no elements.
 func isEmptyList(attr *hcl.Attribute) bool {
 	v, diags := attr.Expr.Value(nil)
-	return !diags.HasErrors() && !v.IsNull() && v.CanIterateElements() &&
-		v.LengthInt() == 0
+	return !diags.HasErrors() && v.IsWhollyKnown() && !v.IsNull() &&
+		v.CanIterateElements() && v.LengthInt() == 0
 }

@@ -56,7 +56,6 @@ type ruleSource struct {
 	rule  *Rule
 	block *hcl.Block
 	attrs hcl.Attributes
-	env   *envSource // nil for cleartext rules and unknown names
 	// portsOK is false when port was missing or invalid; the rule then
 	// takes no part in the listener checks.
 	portsOK bool
@@ -82,7 +81,7 @@ func (d *decoder) inbound(block *hcl.Block, envs map[string]*envSource) *ruleSou
 	r.ProxyProtocol = enum(d, a["proxy_protocol"], proxyProtocolNames, ProxyV2)
 
 	if r.TLS {
-		src.env = d.tlsRule(src, envs)
+		d.tlsRule(src, envs)
 	} else {
 		d.cleartextRule(src)
 	}

@@ -78,8 +78,9 @@ func TestListenerMatch(t *testing.T) {
 	for _, r := range l.Rules {
 		order = append(order, r.Name)
 	}
-	if got, want := order, []string{"vip", "a_lab", "b_office", "fallback"}; !slices.Equal(got, want) {
-		t.Errorf("got rule order %v, want %v", got, want)
+	want := []string{"vip", "a_lab", "b_office", "fallback"}
+	if !slices.Equal(order, want) {
+		t.Errorf("got rule order %v, want %v", order, want)
 	}
 
 	tests := []struct {

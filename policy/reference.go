@@ -4,30 +4,29 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// tlsRule checks a TLS rule against the environment it names and returns
-// that environment, or nil when it is missing or unknown.
-func (d *decoder) tlsRule(src *ruleSource, envs map[string]*envSource) *envSource {
+// tlsRule ties a TLS rule to the environment it names and checks that the
+// environment can serve it.
+func (d *decoder) tlsRule(src *ruleSource, envs map[string]*envSource) {
 	attr := src.attrs["environment"]
 	if attr == nil {
 		d.errorf(src.block.LabelRanges[0], "Missing environment", "inbound %q has "+
 			"tls = true, which needs environment; set tls = false for cleartext",
 			src.rule.Name)
-		return nil
+		return
 	}
 	name, ok := d.str(attr)
 	if !ok {
-		return nil
+		return
 	}
 	es := envs[name]
 	if es == nil {
 		d.errorf(attr.Expr.Range(), "Unknown environment",
 			"no environment block is named %q", name)
-		return nil
+		return
 	}
 	src.rule.Environment = es.env
 	d.serverCertificate(es, attr)
 	d.clientAuthTrust(src, es)
-	return es
 }
 
 // serverCertificate checks that the environment can act as a TLS server.

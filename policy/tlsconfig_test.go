@@ -22,7 +22,7 @@ environment "modern" {
   private_key  = "certs/server-key.pem"
   tls_versions = ["1.3"]
 }
-inbound "none"     {
+inbound "none" {
   port = 8001
   environment = "web"
   backend = "127.0.0.1:9000"
@@ -33,7 +33,7 @@ inbound "passthru" {
   client_auth = "passthru"
   backend = "127.0.0.1:9000"
 }
-inbound "full"     {
+inbound "full" {
   port = 8003
   environment = "web"
   client_auth = "full"
@@ -45,12 +45,12 @@ inbound "required" {
   client_auth = "required"
   backend = "127.0.0.1:9000"
 }
-inbound "tls13"    {
+inbound "tls13" {
   port = 8005
   environment = "modern"
   backend = "127.0.0.1:9000"
 }
-inbound "plain"    {
+inbound "plain" {
   port = 8006
   tls = false
   backend = "127.0.0.1:9000"
@@ -134,14 +134,14 @@ inbound "api" {
 }
 `)
 	server := p.Inbound[0].TLSConfig
-	roots := p.Environments[0].Pair.Leaf
+	leaf := p.Environments[0].Pair.Leaf
 	client := &tls.Config{ServerName: "localhost", NextProtos: []string{"h2"}}
 	client.RootCAs = x509Pool(t, dir)
 	state := handshake(t, server, client)
 	if state.NegotiatedProtocol != "h2" {
 		t.Errorf("got ALPN %q, want h2", state.NegotiatedProtocol)
 	}
-	if got := state.PeerCertificates[0]; !got.Equal(roots) {
+	if got := state.PeerCertificates[0]; !got.Equal(leaf) {
 		t.Errorf("got peer %q, want the policy's certificate", got.Subject)
 	}
 }
