@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/attlsd/attlsd/internal/logkey"
@@ -38,10 +39,13 @@ func runCmd(args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	// Signals are caught from here on: one that arrives while starting
+	// must stop attlsd cleanly, not kill it with the default action.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+
 	p, diags := policy.Load(*file)
-	for _, line := range splitLines(policy.FormatDiagnostics(diags)) {
-		log.Warn().Str(logkey.Policy, *file).Msg(line)
-	}
+	logDiagnostics(log, *file, diags)
 	if diags.HasErrors() {
 		log.Error().Str(logkey.Policy, *file).Msg("policy has errors; not starting")
 		return 1
@@ -55,16 +59,14 @@ func runCmd(args []string, stderr io.Writer) int {
 	log.Info().Str(logkey.Version, version()).Str(logkey.Policy, p.File).
 		Strs(logkey.Listeners, srv.Addrs()).Msg("attlsd started")
 
-	wait(log)
+	wait(log, sigs)
 	srv.Close()
 	log.Info().Msg("attlsd stopped")
 	return 0
 }
 
-// wait blocks until SIGINT or SIGTERM.
-func wait(log zerolog.Logger) {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+// wait blocks until SIGINT or SIGTERM arrives on sigs.
+func wait(log zerolog.Logger, sigs <-chan os.Signal) {
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			// TODO(attlsd): hot reload; until then a changed policy needs a restart.
@@ -95,11 +97,15 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// splitLines splits formatted diagnostics into log messages.
-func splitLines(s string) []string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return nil
+// logDiagnostics logs each policy problem as its file:line:col line, at
+// error or warn level by severity.
+func logDiagnostics(log zerolog.Logger, file string, diags hcl.Diagnostics) {
+	for _, d := range diags {
+		ev := log.Warn()
+		if d.Severity == hcl.DiagError {
+			ev = log.Error()
+		}
+		line := strings.TrimRight(policy.FormatDiagnostics(hcl.Diagnostics{d}), "\n")
+		ev.Str(logkey.Policy, file).Msg(line)
 	}
-	return strings.Split(s, "\n")
 }

@@ -181,14 +181,24 @@ func (bc *backendConn) source() string {
 	return bc.Header.SourceAddr.String()
 }
 
-// record passes each connection's header on to the returned channel and
-// then runs next on it.
+// record passes each connection on to the returned channel, header read,
+// and then runs next on it.
 func record(next func(*backendConn)) (func(*backendConn), <-chan *backendConn) {
 	ch := make(chan *backendConn, 16)
 	return func(bc *backendConn) {
-		ch <- bc
+		offer(ch, bc)
 		next(bc)
 	}, ch
+}
+
+// offer sends v on ch from a backend handler, giving up after ioTimeout
+// so that a test which stopped listening cannot hang the backend's
+// cleanup.
+func offer[T any](ch chan<- T, v T) {
+	select {
+	case ch <- v:
+	case <-time.After(ioTimeout):
+	}
 }
 
 // receive takes one value from ch or fails the test after ioTimeout.
@@ -237,6 +247,7 @@ type proc struct {
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(name, args...)
+	cmd.Env = binEnv()
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &proc{name: name, cmd: cmd, out: newLogSink(pr), exited: make(chan struct{})}
@@ -326,4 +337,14 @@ func startDemoBackend(t *testing.T, unixPath string) string {
 func errIsClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE)
+}
+
+// mustParseHeader parses a raw PROXY header or fails the test.
+func mustParseHeader(t *testing.T, raw []byte) *proxyproto.Header {
+	t.Helper()
+	h, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatalf("parse PROXY header %q: %v", raw, err)
+	}
+	return h
 }

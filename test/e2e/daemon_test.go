@@ -38,6 +38,8 @@ type daemon struct {
 	policy string // the policy file
 	exited chan struct{}
 	err    error // Wait's result, set before exited closes
+
+	stopOnce sync.Once
 }
 
 // startDaemon writes the policy that makePolicy returns for nports fresh
@@ -68,6 +70,7 @@ var errAddrInUse = errors.New("address already in use")
 // exited.
 func launchDaemon(file string, ports []int) (*daemon, error) {
 	cmd := exec.Command(attlsdBin, "run", "--policy", file, "--log-level", "debug")
+	cmd.Env = binEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -98,29 +101,45 @@ func (d *daemon) addr(host string, i int) string {
 	return net.JoinHostPort(host, strconv.Itoa(d.ports[i]))
 }
 
-// stop sends SIGTERM and checks that attlsd stops cleanly: exit status 0,
-// "attlsd stopped" logged, and no data race reported.
-func (d *daemon) stop(t *testing.T) {
+// stop sends SIGTERM and checks that attlsd stops cleanly.
+func (d *daemon) stop(t *testing.T) { d.stopWith(t, syscall.SIGTERM) }
+
+// stopWith sends sig and checks that attlsd stops cleanly: exit status 0,
+// "attlsd stopped" logged, and no data race reported. Only the first call
+// does anything.
+func (d *daemon) stopWith(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(stopTimeout):
-		d.kill()
-		t.Errorf("attlsd still running %s after SIGTERM; killed", stopTimeout)
+	d.stopOnce.Do(func() {
+		d.cmd.Process.Signal(sig)
+		select {
+		case <-d.exited:
+		case <-time.After(stopTimeout):
+			d.kill()
+			t.Errorf("attlsd still running %s after %s; killed", stopTimeout, sig)
+		}
+		if d.err != nil {
+			t.Errorf("attlsd exit after %s: got %v, want status 0", sig, d.err)
+		}
+		if _, ok := d.log.find(isMessage("attlsd stopped")); !ok {
+			t.Errorf("attlsd log after %s: no \"attlsd stopped\" line", sig)
+		}
+		if strings.Contains(d.log.text(), "DATA RACE") {
+			t.Errorf("attlsd reported a data race")
+		}
+		if t.Failed() {
+			t.Logf("attlsd log:\n%s", d.log.text())
+		}
+	})
+}
+
+// binEnv is the environment for the binaries built by TestMain. A race
+// enabled binary otherwise sleeps a second before exiting.
+func binEnv() []string {
+	env := os.Environ()
+	if os.Getenv("GORACE") == "" {
+		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
-	if d.err != nil {
-		t.Errorf("attlsd exit after SIGTERM: got %v, want status 0", d.err)
-	}
-	if _, ok := d.log.find(isMessage("attlsd stopped")); !ok {
-		t.Errorf("attlsd log after SIGTERM: no \"attlsd stopped\" line")
-	}
-	if strings.Contains(d.log.text(), "DATA RACE") {
-		t.Errorf("attlsd reported a data race")
-	}
-	if t.Failed() {
-		t.Logf("attlsd log:\n%s", d.log.text())
-	}
+	return env
 }
 
 // kill ends the process at once and waits for it.
@@ -182,7 +201,7 @@ func isMessage(msg string) func(logLine) bool {
 type logSink struct {
 	mu      sync.Mutex
 	lines   []logLine
-	raw     strings.Builder
+	texts   []string      // every line, JSON or not
 	changed chan struct{} // closed and replaced on every new line
 	eof     chan struct{} // closed when the stream ends
 }
@@ -203,7 +222,7 @@ func (s *logSink) read(r io.Reader) {
 			l = nil // not JSON (a panic, a race report): kept as text only
 		}
 		s.mu.Lock()
-		s.raw.WriteString(sc.Text() + "\n")
+		s.texts = append(s.texts, sc.Text())
 		if l != nil {
 			s.lines = append(s.lines, l)
 		}
@@ -218,7 +237,45 @@ func (s *logSink) read(r io.Reader) {
 func (s *logSink) text() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.raw.String()
+	if len(s.texts) == 0 {
+		return ""
+	}
+	return strings.Join(s.texts, "\n") + "\n"
+}
+
+// waitText returns the first line, JSON or not, that contains substr,
+// waiting up to timeout for it.
+func (s *logSink) waitText(timeout time.Duration, exited <-chan struct{},
+	substr string) (string, error) {
+	found := func() (string, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, l := range s.texts {
+			if strings.Contains(l, substr) {
+				return l, true
+			}
+		}
+		return "", false
+	}
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		changed := s.changed
+		s.mu.Unlock()
+		if l, ok := found(); ok {
+			return l, nil
+		}
+		select {
+		case <-changed:
+		case <-exited:
+			if l, ok := found(); ok {
+				return l, nil
+			}
+			return "", fmt.Errorf("process exited before logging %q", substr)
+		case <-deadline:
+			return "", fmt.Errorf("no line with %q within %s", substr, timeout)
+		}
+	}
 }
 
 // all returns the lines that match.
@@ -244,7 +301,8 @@ func (s *logSink) find(match func(logLine) bool) (logLine, bool) {
 
 // wait returns the first line that matches, waiting up to timeout for it.
 // It gives up early when exited closes and no such line came.
-func (s *logSink) wait(timeout time.Duration, exited <-chan struct{}, match func(logLine) bool) (logLine, error) {
+func (s *logSink) wait(timeout time.Duration, exited <-chan struct{},
+	match func(logLine) bool) (logLine, error) {
 	deadline := time.After(timeout)
 	for {
 		s.mu.Lock()
@@ -296,7 +354,7 @@ func writeFile(t *testing.T, path, text string) {
 
 // block renders an HCL block. Each attribute is a "name = value" line; a
 // later line for the same name replaces an earlier one, so callers can
-// start from defaults and override.
+// start from defaults and override, and "name =" with no value removes it.
 func block(kind, name string, attrs ...string) string {
 	var names []string
 	values := map[string]string{}
@@ -311,7 +369,9 @@ func block(kind, name string, attrs ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %q {\n", kind, name)
 	for _, k := range names {
-		fmt.Fprintf(&b, "  %s\n", values[k])
+		if _, v, _ := strings.Cut(values[k], "="); strings.TrimSpace(v) != "" {
+			fmt.Fprintf(&b, "  %s\n", values[k])
+		}
 	}
 	b.WriteString("}\n")
 	return b.String()
@@ -348,4 +408,23 @@ func simpleDaemon(t *testing.T, backend string, envAttrs, ruleAttrs []string) *d
 	return startDaemon(t, "127.0.0.1", 1, func(p []int) string {
 		return environment(envAttrs...) + inbound("e2e", p[0], backend, ruleAttrs...)
 	})
+}
+
+// quote renders s as an HCL string.
+func quote(s string) string { return strconv.Quote(s) }
+
+// itoa is strconv.Itoa, short for building addresses.
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// closeLineAfterExit finds the close line of client once attlsd has
+// exited.
+func (d *daemon) closeLineAfterExit(t *testing.T, client string) logLine {
+	t.Helper()
+	for _, l := range d.closeLines() {
+		if l.str("client") == client {
+			return l
+		}
+	}
+	t.Errorf("no close line for %s before attlsd exited", client)
+	return nil
 }
