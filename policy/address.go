@@ -12,8 +12,21 @@ import (
 // maxPortsPerRule bounds a port range, which costs one socket per port.
 const maxPortsPerRule = 1024
 
-// parsePorts parses "8443" or "8443-8445".
+// parsePorts parses "8443" or "8443-8445", ports to listen on, so a
+// range holds at most maxPortsPerRule ports.
 func parsePorts(s string) (first, last uint16, err error) {
+	if first, last, err = parsePortRange(s); err != nil {
+		return 0, 0, err
+	}
+	if n := int(last) - int(first) + 1; n > maxPortsPerRule {
+		return 0, 0, fmt.Errorf("range %q has %d ports; at most %d are allowed",
+			s, n, maxPortsPerRule)
+	}
+	return first, last, nil
+}
+
+// parsePortRange parses "443" or "443-8443" of any length.
+func parsePortRange(s string) (first, last uint16, err error) {
 	lo, hi, isRange := strings.Cut(s, "-")
 	if !isRange {
 		first, err = parsePort(s)
@@ -27,10 +40,6 @@ func parsePorts(s string) (first, last uint16, err error) {
 	}
 	if first > last {
 		return 0, 0, fmt.Errorf("range %q runs backwards", s)
-	}
-	if n := int(last) - int(first) + 1; n > maxPortsPerRule {
-		return 0, 0, fmt.Errorf("range %q has %d ports; at most %d are allowed",
-			s, n, maxPortsPerRule)
 	}
 	return first, last, nil
 }
@@ -119,3 +128,55 @@ func validHost(h string) bool {
 
 // hostChars are the characters of a DNS label as attlsd accepts it.
 const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+// parseEndpoint parses an outbound endpoint, "host:port" with an IPv6 host
+// in brackets. It returns the endpoint in canonical form and its host
+// without brackets.
+func parseEndpoint(s string) (endpoint, host string, err error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", "", fmt.Errorf("%q is not host:port%s", s, endpointHint(s))
+	}
+	if !validHost(host) {
+		return "", "", fmt.Errorf("%q has no valid host name or IP address", s)
+	}
+	port, err := parsePort(portStr)
+	if err != nil {
+		return "", "", fmt.Errorf("endpoint %q: %w", s, err)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), host, nil
+}
+
+// endpointHint guesses why s is not host:port.
+func endpointHint(s string) string {
+	switch {
+	case strings.Contains(s, "://"):
+		return "; leave out the scheme"
+	case strings.Count(s, ":") > 1:
+		return "; an IPv6 host goes in brackets, as in \"[2001:db8::1]:443\""
+	}
+	return ""
+}
+
+// serverNameOf is the name verified for a host: the host itself, or an IP
+// literal without its zone, which no certificate names.
+func serverNameOf(host string) string {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.WithZone("").String()
+	}
+	return host
+}
+
+// checkServerName accepts a DNS name or an IP address without a zone.
+func checkServerName(s string) error {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return fmt.Errorf("%q has a zone, which no certificate names", s)
+		}
+		return nil
+	}
+	if !validHost(s) {
+		return fmt.Errorf("%q is neither a DNS name nor an IP address", s)
+	}
+	return nil
+}

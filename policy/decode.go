@@ -45,6 +45,18 @@ func (d *decoder) add(sev hcl.DiagnosticSeverity, rng hcl.Range, summary, detail
 	})
 }
 
+// errorCount is the number of errors recorded so far; a step that leaves
+// it unchanged decoded cleanly.
+func (d *decoder) errorCount() int {
+	n := 0
+	for _, diag := range d.diags {
+		if diag.Severity == hcl.DiagError {
+			n++
+		}
+	}
+	return n
+}
+
 // value evaluates attr without variables or functions. ok is false when
 // evaluation failed (its diagnostics are kept) or the value is null.
 func (d *decoder) value(attr *hcl.Attribute) (cty.Value, bool) {

@@ -65,7 +65,7 @@ func (d *decoder) environment(block *hcl.Block) *envSource {
 	env.CipherSuites = d.cipherSuites(a["cipher_suites"], env.MinVersion)
 	env.Curves = d.curves(a["curves"])
 	env.ALPN = d.alpn(a["alpn"])
-	env.HandshakeTimeout = d.timeout(a["handshake_timeout"])
+	env.HandshakeTimeout = d.duration(a["handshake_timeout"], DefaultHandshakeTimeout)
 
 	return &envSource{env: env, block: block, attrs: a}
 }
@@ -138,25 +138,25 @@ func (d *decoder) trust(env *Environment, attr *hcl.Attribute) {
 	env.Trust = pool
 }
 
-// timeout decodes handshake_timeout, a positive Go duration.
-func (d *decoder) timeout(attr *hcl.Attribute) time.Duration {
+// duration decodes a positive Go duration, or returns def when attr is
+// absent or invalid.
+func (d *decoder) duration(attr *hcl.Attribute, def time.Duration) time.Duration {
 	if attr == nil {
-		return DefaultHandshakeTimeout
+		return def
 	}
 	s, ok := d.str(attr)
 	if !ok {
-		return DefaultHandshakeTimeout
+		return def
 	}
 	t, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		d.errorf(attr.Expr.Range(), "Invalid handshake_timeout",
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name,
 			"%q is not a duration such as \"10s\" or \"1m30s\"", s)
 	case t <= 0:
-		d.errorf(attr.Expr.Range(), "Invalid handshake_timeout",
-			"%q is not above zero", s)
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%q is not above zero", s)
 	default:
 		return t
 	}
-	return DefaultHandshakeTimeout
+	return def
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,8 @@ func compareGolden(t *testing.T, path, got string) {
 }
 
 // render is the golden text: the diagnostics, then what a valid policy
-// holds.
+// holds: environments, listeners with their rules, then the outbound match
+// order and the transparent rules.
 func render(p *Policy, diags hcl.Diagnostics) string {
 	var b strings.Builder
 	b.WriteString(FormatDiagnostics(diags))
@@ -68,10 +70,16 @@ func render(p *Policy, diags hcl.Diagnostics) string {
 		renderEnvironment(&b, e)
 	}
 	for _, l := range p.Listeners {
-		fmt.Fprintf(&b, "listener %s\n", l.Addr)
-		for _, r := range l.Rules {
-			renderRule(&b, r)
-		}
+		renderListener(&b, l)
+	}
+	if len(p.Outbound) > 0 {
+		fmt.Fprintf(&b, "outbound order %s\n", ruleNames(p.Outbound))
+	}
+	if len(p.Transparent) > 0 {
+		b.WriteString("transparent\n")
+	}
+	for _, r := range p.Transparent {
+		renderRule(&b, r)
 	}
 	return b.String()
 }
@@ -84,18 +92,74 @@ func renderEnvironment(b *strings.Builder, e *Environment) {
 		e.CipherSuites, e.Curves, e.ALPN, e.HandshakeTimeout)
 }
 
-// renderRule writes one line per rule on a listener.
+// listenerKinds names listener kinds in golden files.
+var listenerKinds = map[ListenerKind]string{
+	ListenInbound:   "inbound",
+	ListenOutbound:  "outbound",
+	ListenIntercept: "intercept",
+}
+
+// renderListener writes a listener's line, then one line per rule.
+func renderListener(b *strings.Builder, l *Listener) {
+	fmt.Fprintf(b, "listener %s %s", l.Addr, listenerKinds[l.Kind])
+	if l.Intercept != "" {
+		fmt.Fprintf(b, " %s", l.Intercept)
+	}
+	b.WriteByte('\n')
+	for _, r := range l.Rules {
+		renderRule(b, r)
+	}
+}
+
+// renderRule writes one line for a rule.
 func renderRule(b *strings.Builder, r *Rule) {
-	addr := "all"
-	if r.Address.IsValid() {
-		addr = r.Address.String()
+	if r.Direction == Outbound {
+		renderOutbound(b, r)
+		return
 	}
 	fmt.Fprintf(b, "  rule %s priority=%d ports=%d-%d address=%s remote=%v",
-		r.Name, r.Priority, r.FirstPort, r.LastPort, addr, r.RemoteAddresses)
+		r.Name, r.Priority, r.FirstPort, r.LastPort, addrString(r.Address),
+		r.RemoteAddresses)
 	env := "-"
 	if r.Environment != nil {
 		env = r.Environment.Name
 	}
 	fmt.Fprintf(b, " tls=%v env=%s client_auth=%s backend=%s/%s proxy=%s\n",
 		r.TLS, env, r.ClientAuth, r.Backend.Network, r.Backend.Address, r.ProxyProtocol)
+}
+
+// renderOutbound writes one line for an outbound rule, port-mapped or
+// transparent.
+func renderOutbound(b *strings.Builder, r *Rule) {
+	fmt.Fprintf(b, "  outbound %s priority=%d", r.Name, r.Priority)
+	if r.Transparent() {
+		remote := fmt.Sprint(r.RemoteAddresses)
+		if r.AnyRemote {
+			remote = "any"
+		}
+		fmt.Fprintf(b, " remote_ports=%d-%d remote=%s", r.FirstRemotePort,
+			r.LastRemotePort, remote)
+	} else {
+		fmt.Fprintf(b, " ports=%d-%d address=%s endpoint=%s", r.FirstPort,
+			r.LastPort, addrString(r.Address), r.Endpoint)
+	}
+	fmt.Fprintf(b, " server_name=%q env=%s connect_timeout=%s\n", r.ServerName,
+		r.Environment.Name, r.ConnectTimeout)
+}
+
+// addrString prints a listen address, "all" when it is the zero Addr.
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "all"
+	}
+	return a.String()
+}
+
+// ruleNames lists the rules' names, space-separated.
+func ruleNames(rules []*Rule) string {
+	names := make([]string, len(rules))
+	for i, r := range rules {
+		names[i] = r.Name
+	}
+	return strings.Join(names, " ")
 }

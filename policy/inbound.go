@@ -50,15 +50,22 @@ var proxyProtocolNames = map[string]ProxyProtocol{
 	"none": ProxyNone,
 }
 
-// ruleSource is a decoded inbound rule with the block it came from, which
-// later checks point into.
+// ruleSource is a decoded inbound or outbound rule with the block it came
+// from, which later checks point into.
 type ruleSource struct {
 	rule  *Rule
 	block *hcl.Block
 	attrs hcl.Attributes
-	// portsOK is false when port was missing or invalid; the rule then
-	// takes no part in the listener checks.
+	// portsOK is true when the rule listens on a valid port: an inbound
+	// or port-mapped outbound rule. Only such rules take part in the
+	// listener checks.
 	portsOK bool
+	// transparent marks an outbound rule that sets remote_ports or
+	// remote_addresses and nothing of the port-mapped mode.
+	transparent bool
+	// remoteOK is true for a transparent rule whose original destinations
+	// decoded cleanly; only such rules take part in the reachability check.
+	remoteOK bool
 }
 
 // inbound decodes one inbound block and ties it to its environment.
@@ -88,32 +95,42 @@ func (d *decoder) inbound(block *hcl.Block, envs map[string]*envSource) *ruleSou
 	return src
 }
 
-// ports decodes port: a number, or a string holding a port or a range.
+// ports decodes port into r's listen range; ok is false when port is
+// missing or invalid.
 func (d *decoder) ports(r *Rule, attr *hcl.Attribute) bool {
+	var ok bool
+	r.FirstPort, r.LastPort, ok = d.portRange(attr, parsePorts)
+	return ok
+}
+
+// portRange decodes a port written as a number, or as a string holding a
+// port or a range that parse accepts.
+func (d *decoder) portRange(attr *hcl.Attribute, parse func(string) (uint16, uint16, error)) (
+	first, last uint16, ok bool) {
 	if attr == nil {
-		return false
+		return 0, 0, false
 	}
 	v, ok := d.value(attr)
 	if !ok {
-		return false
+		return 0, 0, false
 	}
 	var err error
 	switch v.Type() {
 	case cty.Number:
-		r.FirstPort, err = numberPort(v.AsBigFloat())
-		r.LastPort = r.FirstPort
+		first, err = numberPort(v.AsBigFloat())
+		last = first
 	case cty.String:
-		r.FirstPort, r.LastPort, err = parsePorts(v.AsString())
+		first, last, err = parse(v.AsString())
 	default:
-		d.errorf(attr.Expr.Range(), "Invalid port", "port must be a number or a "+
-			"string such as \"8443-8445\", not %s", v.Type().FriendlyName())
-		return false
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%s must be a number or a "+
+			"string such as \"8443-8445\", not %s", attr.Name, v.Type().FriendlyName())
+		return 0, 0, false
 	}
 	if err != nil {
-		d.errorf(attr.Expr.Range(), "Invalid port", "%v", err)
-		return false
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%v", err)
+		return 0, 0, false
 	}
-	return true
+	return first, last, true
 }
 
 // numberPort checks a port written as a number.
@@ -142,22 +159,29 @@ func (d *decoder) listenAddress(attr *hcl.Attribute) netip.Addr {
 	return a
 }
 
-// remoteAddresses decodes the client prefixes a rule is limited to.
+// remoteAddresses decodes the client prefixes an inbound rule is
+// limited to.
 func (d *decoder) remoteAddresses(attr *hcl.Attribute) []netip.Prefix {
+	return d.prefixes(attr, "an empty list takes no client; "+
+		"omit remote_addresses to take every client")
+}
+
+// prefixes decodes a list of CIDR prefixes or IPs. An empty list is an
+// error that emptyDetail explains.
+func (d *decoder) prefixes(attr *hcl.Attribute, emptyDetail string) []netip.Prefix {
 	if attr == nil {
 		return nil
 	}
 	items, ok := d.list(attr)
 	if ok && len(items) == 0 && isEmptyList(attr) {
-		d.errorf(attr.Expr.Range(), "Invalid remote_addresses", "an empty list "+
-			"takes no client; omit remote_addresses to take every client")
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%s", emptyDetail)
 		return nil
 	}
 	var prefixes []netip.Prefix
 	for _, it := range items {
 		p, err := parseRemote(it.s)
 		if err != nil {
-			d.errorf(it.rng, "Invalid remote_addresses", "%v", err)
+			d.errorf(it.rng, "Invalid "+attr.Name, "%v", err)
 			continue
 		}
 		prefixes = append(prefixes, p)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // listenKey identifies one socket: a port and a listen address.
@@ -16,32 +18,87 @@ type listenKey struct {
 	addr netip.Addr
 }
 
-// listenerSet gathers the listeners of a policy while rules are added in
-// match order, noting collisions and shadowed rules.
+// binder is a block that needs sockets: an inbound rule, a port-mapped
+// outbound rule, or an intercept.
+type binder struct {
+	kind ListenerKind
+	name string
+	// src is the rule; nil for an intercept.
+	src   *ruleSource
+	block *hcl.Block
+	// portRange is where the port attribute's value is written.
+	portRange   hcl.Range
+	first, last uint16
+	addr        netip.Addr
+}
+
+// String names the binder as messages do, such as `outbound rule "api"`.
+func (b *binder) String() string {
+	switch b.kind {
+	case ListenOutbound:
+		return fmt.Sprintf("outbound rule %q", b.name)
+	case ListenIntercept:
+		return fmt.Sprintf("intercept %q", b.name)
+	}
+	return fmt.Sprintf("inbound rule %q", b.name)
+}
+
+// binders lists the blocks that need sockets: rules with valid ports, in
+// match order, then intercepts in file order.
+func binders(rules []*ruleSource, intercepts []*interceptSource) []*binder {
+	var out []*binder
+	for _, src := range rules {
+		if !src.portsOK {
+			continue
+		}
+		r := src.rule
+		kind := ListenInbound
+		if r.Direction == Outbound {
+			kind = ListenOutbound
+		}
+		out = append(out, &binder{kind: kind, name: r.Name, src: src, block: src.block,
+			portRange: src.attrs["port"].Expr.Range(), first: r.FirstPort,
+			last: r.LastPort, addr: r.Address})
+	}
+	for _, is := range intercepts {
+		if is.portOK {
+			out = append(out, &binder{kind: ListenIntercept, name: is.name,
+				block: is.block, portRange: is.attrs["port"].Expr.Range(),
+				first: is.port, last: is.port, addr: is.addr})
+		}
+	}
+	return out
+}
+
+// listenerSet gathers the listeners of a policy while binders are added,
+// rules in match order, noting collisions and shadowed rules.
 type listenerSet struct {
 	byKey  map[listenKey]*Listener
 	byPort map[uint16][]listenKey
-	// firstRule is the first rule added to each listener.
-	firstRule map[listenKey]*ruleSource
+	// owner is the first binder added to each listener.
+	owner map[listenKey]*binder
 	// catchAll is, per listener, the first rule that takes every client.
-	catchAll map[listenKey]*ruleSource
+	catchAll map[listenKey]*binder
 	// shadowed counts, per rule, the ports where a catch-all comes first,
 	// and names those catch-alls in order.
-	shadowed map[*ruleSource]*shadow
-	// collisions are pairs of rules whose addresses cannot both be bound.
+	shadowed map[*binder]*shadow
+	// collisions are pairs of binders whose sockets cannot coexist.
 	collisions []collision
 }
 
 // shadow is how much of a rule's port range other rules hide.
 type shadow struct {
-	ports int           // how many of its ports are hidden
-	by    []*ruleSource // the catch-alls that hide them, in port order
+	ports int       // how many of its ports are hidden
+	by    []*binder // the catch-alls that hide them, in port order
 }
 
-// collision is two rules that want sockets which cannot coexist.
+// collision is two binders that want sockets which cannot coexist: the
+// same socket for listeners of different kinds (or two intercepts), or
+// overlapping addresses on one port.
 type collision struct {
-	a, b *ruleSource
-	port uint16
+	a, b   *binder
+	port   uint16
+	shared bool // the same address and port
 }
 
 // sortRules puts rules in AT-TLS match order: priority high to low, then
@@ -55,58 +112,87 @@ func sortRules(rules []*ruleSource) {
 	})
 }
 
-// listen builds the listeners for rules, which must be in match order,
-// and reports collisions and rules that can never match.
-func (d *decoder) listen(rules []*ruleSource, order map[*ruleSource]int) []*Listener {
+// listen builds the listeners for binders, whose rules must be in match
+// order, and reports collisions and rules that can never match.
+func (d *decoder) listen(binders []*binder) []*Listener {
 	set := &listenerSet{
-		byKey:     map[listenKey]*Listener{},
-		byPort:    map[uint16][]listenKey{},
-		firstRule: map[listenKey]*ruleSource{},
-		catchAll:  map[listenKey]*ruleSource{},
-		shadowed:  map[*ruleSource]*shadow{},
+		byKey:    map[listenKey]*Listener{},
+		byPort:   map[uint16][]listenKey{},
+		owner:    map[listenKey]*binder{},
+		catchAll: map[listenKey]*binder{},
+		shadowed: map[*binder]*shadow{},
 	}
-	for _, src := range rules {
-		if !src.portsOK {
-			continue
-		}
-		for p := int(src.rule.FirstPort); p <= int(src.rule.LastPort); p++ {
-			set.add(src, uint16(p))
+	for _, b := range binders {
+		for p := int(b.first); p <= int(b.last); p++ {
+			set.add(b, uint16(p))
 		}
 	}
-	d.reportCollisions(set.collisions, order)
+	d.reportCollisions(set.collisions)
 	d.reportUnreachable(set.shadowed)
 	return set.sorted()
 }
 
-// add puts src on the listener for port, unless its address collides
-// with one already bound there.
-func (s *listenerSet) add(src *ruleSource, port uint16) {
-	key := listenKey{port: port, addr: src.rule.Address}
+// add puts b on the listener for port, unless its socket collides with
+// one already there.
+func (s *listenerSet) add(b *binder, port uint16) {
+	key := listenKey{port: port, addr: b.addr}
 	l := s.byKey[key]
 	if l == nil {
-		if other := s.collider(key); other != nil {
-			s.collisions = append(s.collisions, collision{a: other, b: src, port: port})
+		l = s.open(b, key)
+		if l == nil {
 			return
 		}
-		l = &Listener{Addr: listenAddr(key), Port: port}
-		s.byKey[key] = l
-		s.byPort[port] = append(s.byPort[port], key)
-		s.firstRule[key] = src
+	} else if owner := s.owner[key]; !sharable(owner, b) {
+		s.collisions = append(s.collisions,
+			collision{a: owner, b: b, port: port, shared: true})
+		return
 	}
-	if first := s.catchAll[key]; first != nil {
-		s.shadow(src, first)
-	} else if len(src.rule.RemoteAddresses) == 0 {
-		s.catchAll[key] = src
+	if b.src != nil {
+		s.addRule(b, key, l)
 	}
-	l.Rules = append(l.Rules, src.rule)
 }
 
-// collider returns the first rule of a listener on the same port whose
+// open makes the listener for key, owned by b, or notes the collision
+// that prevents it and returns nil.
+func (s *listenerSet) open(b *binder, key listenKey) *Listener {
+	if other := s.collider(key); other != nil {
+		s.collisions = append(s.collisions, collision{a: other, b: b, port: key.port})
+		return nil
+	}
+	l := &Listener{Addr: listenAddr(key), Port: key.port, Kind: b.kind}
+	if b.kind == ListenIntercept {
+		l.Intercept = b.name
+	}
+	s.byKey[key] = l
+	s.byPort[key.port] = append(s.byPort[key.port], key)
+	s.owner[key] = b
+	return l
+}
+
+// sharable reports whether b may join owner's listener: rules of one
+// kind share a socket and are matched in order; an intercept shares its
+// socket with nothing.
+func sharable(owner, b *binder) bool {
+	return owner.kind == b.kind && b.kind != ListenIntercept
+}
+
+// addRule appends b's rule to l, noting when a catch-all before it hides
+// it on this port.
+func (s *listenerSet) addRule(b *binder, key listenKey, l *Listener) {
+	if first := s.catchAll[key]; first != nil {
+		s.shadow(b, first)
+	} else if len(b.src.rule.RemoteAddresses) == 0 {
+		s.catchAll[key] = b
+	}
+	l.Rules = append(l.Rules, b.src.rule)
+}
+
+// collider returns the owner of a listener on the same port whose
 // address cannot be bound beside key's, or nil.
-func (s *listenerSet) collider(key listenKey) *ruleSource {
+func (s *listenerSet) collider(key listenKey) *binder {
 	for _, other := range s.byPort[key.port] {
 		if collides(key.addr, other.addr) {
-			return s.firstRule[other]
+			return s.owner[other]
 		}
 	}
 	return nil
@@ -126,12 +212,12 @@ func isWildcard(a netip.Addr) bool {
 	return !a.IsValid() || a.IsUnspecified()
 }
 
-// shadow notes that first, a catch-all, hides src on one more port.
-func (s *listenerSet) shadow(src, first *ruleSource) {
-	sh := s.shadowed[src]
+// shadow notes that first, a catch-all, hides b on one more port.
+func (s *listenerSet) shadow(b, first *binder) {
+	sh := s.shadowed[b]
 	if sh == nil {
 		sh = &shadow{}
-		s.shadowed[src] = sh
+		s.shadowed[b] = sh
 	}
 	sh.ports++
 	if !slices.Contains(sh.by, first) {
@@ -161,36 +247,48 @@ func listenAddr(key listenKey) string {
 	return net.JoinHostPort(key.addr.String(), port)
 }
 
-// reportCollisions reports each colliding pair of rules once, at the port
-// of the rule that comes later in the file.
-func (d *decoder) reportCollisions(cs []collision, order map[*ruleSource]int) {
-	seen := map[[2]*ruleSource]bool{}
+// reportCollisions reports each colliding pair once, at the port of the
+// block that comes later in the file.
+func (d *decoder) reportCollisions(cs []collision) {
+	seen := map[[2]*binder]bool{}
 	for _, c := range cs {
 		first, second := c.a, c.b
-		if order[first] > order[second] {
+		if first.block.DefRange.Start.Byte > second.block.DefRange.Start.Byte {
 			first, second = second, first
 		}
-		if seen[[2]*ruleSource{first, second}] {
+		if seen[[2]*binder{first, second}] {
 			continue
 		}
-		seen[[2]*ruleSource{first, second}] = true
-		d.errorf(second.attrs["port"].Expr.Range(), "Listener collides",
-			"rule %q on %s collides with rule %q on %s; give both the same "+
-				"address or use different ports", second.rule.Name,
-			listenAddr(listenKey{c.port, second.rule.Address}), first.rule.Name,
-			listenAddr(listenKey{c.port, first.rule.Address}))
+		seen[[2]*binder{first, second}] = true
+		d.errorf(second.portRange, "Listener collides", "%s",
+			collisionDetail(c, first, second))
 	}
+}
+
+// collisionDetail says why first and second cannot both listen on port.
+func collisionDetail(c collision, first, second *binder) string {
+	if c.shared {
+		return fmt.Sprintf("%s and %s cannot share %s; use different ports",
+			second, first, listenAddr(listenKey{c.port, second.addr}))
+	}
+	hint := "give both the same address or use different ports"
+	if !sharable(first, second) {
+		hint = "use different ports"
+	}
+	return fmt.Sprintf("%s on %s collides with %s on %s; %s", second,
+		listenAddr(listenKey{c.port, second.addr}), first,
+		listenAddr(listenKey{c.port, first.addr}), hint)
 }
 
 // reportUnreachable reports rules hidden on every one of their ports by
 // rules that take every client first.
-func (d *decoder) reportUnreachable(shadowed map[*ruleSource]*shadow) {
-	for src, sh := range shadowed {
-		r := src.rule
+func (d *decoder) reportUnreachable(shadowed map[*binder]*shadow) {
+	for b, sh := range shadowed {
+		r := b.src.rule
 		if sh.ports < int(r.LastPort)-int(r.FirstPort)+1 {
 			continue
 		}
-		d.errorf(src.block.LabelRanges[0], "Unreachable rule",
+		d.errorf(b.block.LabelRanges[0], "Unreachable rule",
 			"rule %q is never reached: %s", r.Name, shadowers(r, sh))
 	}
 }
@@ -200,7 +298,7 @@ func shadowers(r *Rule, sh *shadow) string {
 	if len(sh.by) > 1 {
 		names := make([]string, len(sh.by))
 		for i, s := range sh.by {
-			names[i] = strconv.Quote(s.rule.Name)
+			names[i] = strconv.Quote(s.name)
 		}
 		return fmt.Sprintf("rules %s take every client on its ports first",
 			strings.Join(names, ", "))
@@ -209,5 +307,5 @@ func shadowers(r *Rule, sh *shadow) string {
 	if r.LastPort != r.FirstPort {
 		where = fmt.Sprintf("ports %d-%d", r.FirstPort, r.LastPort)
 	}
-	return fmt.Sprintf("rule %q takes every client on %s first", sh.by[0].rule.Name, where)
+	return fmt.Sprintf("rule %q takes every client on %s first", sh.by[0].name, where)
 }

@@ -8,12 +8,13 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// policySchema lists the blocks of a policy file. Outbound rules are not
-// part of the language yet, so HCL reports them as unsupported.
+// policySchema lists the blocks of a policy file.
 var policySchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "environment", LabelNames: []string{"name"}},
 		{Type: "inbound", LabelNames: []string{"name"}},
+		{Type: "outbound", LabelNames: []string{"name"}},
+		{Type: "intercept", LabelNames: []string{"name"}},
 	},
 }
 
@@ -60,23 +61,22 @@ func Parse(src []byte, filename, baseDir string) (*Policy, hcl.Diagnostics) {
 }
 
 // policy decodes the top-level body: environments first, since rules
-// refer to them, then rules, then the listeners the rules need.
+// refer to them, then rules and intercepts, then the listeners they need.
 func (d *decoder) policy(body hcl.Body) *Policy {
 	content, diags := body.Content(policySchema)
 	d.diags = append(d.diags, diags...)
 
 	p := &Policy{}
 	envs := d.environments(content.Blocks.OfType("environment"), p)
-	rules, order := d.inbounds(content.Blocks.OfType("inbound"), envs)
-	if len(content.Blocks.OfType("inbound")) == 0 {
-		d.add(hcl.DiagError, *fileRange(d.filename), "Policy has no rules",
-			"add an inbound block; with no rule attlsd would refuse every connection")
-	}
+	rules := d.rules(content.Blocks, envs)
+	intercepts := d.intercepts(content.Blocks.OfType("intercept"))
+	d.checkNoRules(content.Blocks)
+	d.checkIntercepts(rules, intercepts)
+
 	sortRules(rules)
-	p.Listeners = d.listen(rules, order)
-	for _, src := range rules {
-		p.Inbound = append(p.Inbound, src.rule)
-	}
+	p.Listeners = d.listen(binders(rules, intercepts))
+	d.reportHiddenTransparent(rules)
+	p.Inbound, p.Outbound, p.Transparent = byDirection(rules)
 	if !d.diags.HasErrors() {
 		buildConfigs(rules)
 	}
@@ -99,42 +99,85 @@ func (d *decoder) environments(blocks hcl.Blocks, p *Policy) map[string]*envSour
 	return envs
 }
 
-// inbounds decodes every inbound block and returns the rules with their
-// position in the file. A duplicate name is reported and left out.
-func (d *decoder) inbounds(blocks hcl.Blocks, envs map[string]*envSource) (
-	[]*ruleSource, map[*ruleSource]int) {
+// rules decodes every inbound and outbound block, in file order. Rule
+// names are one namespace, as in AT-TLS: a duplicate name is reported and
+// left out.
+func (d *decoder) rules(blocks hcl.Blocks, envs map[string]*envSource) []*ruleSource {
 	var rules []*ruleSource
-	order := map[*ruleSource]int{}
 	byName := map[string]*ruleSource{}
-	for i, b := range blocks {
-		src := d.inbound(b, envs)
+	for _, b := range blocks {
+		var src *ruleSource
+		switch b.Type {
+		case "inbound":
+			src = d.inbound(b, envs)
+		case "outbound":
+			src = d.outbound(b, envs)
+		default:
+			continue
+		}
 		if first := byName[src.rule.Name]; first != nil {
 			d.duplicate(b, first.block)
 			continue
 		}
 		byName[src.rule.Name] = src
-		order[src] = i
 		rules = append(rules, src)
 	}
-	return rules, order
+	return rules
+}
+
+// checkNoRules refuses a policy without rules, which would refuse every
+// connection.
+func (d *decoder) checkNoRules(blocks hcl.Blocks) {
+	if len(blocks.OfType("inbound")) > 0 || len(blocks.OfType("outbound")) > 0 {
+		return
+	}
+	d.add(hcl.DiagError, *fileRange(d.filename), "Policy has no rules",
+		"add an inbound or outbound block; with no rule attlsd would refuse "+
+			"every connection")
 }
 
 // duplicate reports a block whose name an earlier block already took.
 func (d *decoder) duplicate(second, first *hcl.Block) {
 	kind := second.Type
-	if kind == "inbound" {
+	if kind == "inbound" || kind == "outbound" {
 		kind = "rule"
 	}
+	detail := ""
+	if second.Type != first.Type {
+		detail = "; inbound and outbound rules share one namespace"
+	}
 	d.errorf(second.LabelRanges[0], "Duplicate "+kind+" name",
-		"%s %q is already defined at line %d", kind, second.Labels[0],
-		first.DefRange.Start.Line)
+		"%s %q is already defined at line %d%s", kind, second.Labels[0],
+		first.DefRange.Start.Line, detail)
 }
 
-// buildConfigs gives every TLS rule its server configuration.
+// byDirection splits rules in match order into inbound, outbound and,
+// among the outbound, transparent rules, keeping the order.
+func byDirection(rules []*ruleSource) (inbound, outbound, transparent []*Rule) {
+	for _, src := range rules {
+		switch {
+		case src.rule.Direction == Inbound:
+			inbound = append(inbound, src.rule)
+		case src.transparent:
+			transparent = append(transparent, src.rule)
+			fallthrough
+		default:
+			outbound = append(outbound, src.rule)
+		}
+	}
+	return inbound, outbound, transparent
+}
+
+// buildConfigs gives every TLS rule its configuration: a server one
+// inbound, a client one outbound.
 func buildConfigs(rules []*ruleSource) {
 	for _, src := range rules {
-		if src.rule.TLS {
-			src.rule.TLSConfig = serverConfig(src.rule)
+		r := src.rule
+		switch {
+		case r.Direction == Outbound:
+			r.TLSConfig = clientConfig(r)
+		case r.TLS:
+			r.TLSConfig = serverConfig(r)
 		}
 	}
 }

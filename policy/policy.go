@@ -107,11 +107,44 @@ func (b Backend) String() string {
 	return b.Address
 }
 
-// Rule is one inbound rule: which connections it takes and what it does
-// with them.
+// Direction says which way a rule adds TLS.
+type Direction int
+
+// Rule directions. The zero value is inbound.
+const (
+	Inbound  Direction = iota // attlsd is the TLS server in front of an app
+	Outbound                  // attlsd is the TLS client on an app's behalf
+)
+
+// String returns "inbound" or "outbound".
+func (d Direction) String() string {
+	if d == Outbound {
+		return "outbound"
+	}
+	return "inbound"
+}
+
+// DefaultConnectTimeout bounds connecting to an outbound endpoint, all of
+// its addresses together.
+const DefaultConnectTimeout = 10 * time.Second
+
+// Rule is one inbound or outbound rule: which connections it takes and
+// what it does with them.
+//
+// An inbound rule listens on FirstPort..LastPort, terminates TLS (unless
+// TLS is false) and forwards cleartext to Backend.
+//
+// An outbound rule is either port-mapped or transparent. A port-mapped
+// rule (Endpoint set) listens on FirstPort..LastPort for the app's
+// cleartext and originates TLS to Endpoint. A transparent rule (Endpoint
+// empty) listens nowhere itself: it takes connections that netfilter
+// redirected to an Intercept listener, by their original destination
+// (FirstRemotePort..LastRemotePort and RemoteAddresses, or AnyRemote), and
+// originates TLS to that destination.
 type Rule struct {
-	Name     string
-	Priority int
+	Name      string
+	Priority  int
+	Direction Direction
 
 	// FirstPort and LastPort bound the local port range; equal for one port.
 	FirstPort uint16
@@ -132,6 +165,40 @@ type Rule struct {
 
 	Backend       Backend
 	ProxyProtocol ProxyProtocol
+
+	// Outbound rules only. TLSConfig is then a client configuration.
+
+	// Endpoint is host:port for a port-mapped rule; the host is resolved
+	// on every connection. Empty on a transparent rule.
+	Endpoint string
+	// ServerName is verified in the server's certificate and sent as SNI.
+	// Empty only on a transparent rule without server_name: the original
+	// destination's IP is then verified against the certificate's IP SANs.
+	ServerName string
+	// FirstRemotePort and LastRemotePort bound a transparent rule's
+	// original destination port; zero on other rules.
+	FirstRemotePort uint16
+	LastRemotePort  uint16
+	// AnyRemote is true when a transparent rule says remote_addresses =
+	// "any"; RemoteAddresses is then empty.
+	AnyRemote bool
+	// ConnectTimeout bounds the TCP connect to the endpoint.
+	ConnectTimeout time.Duration
+}
+
+// Transparent reports whether r is an outbound rule that takes redirected
+// connections.
+func (r *Rule) Transparent() bool {
+	return r.Direction == Outbound && r.Endpoint == ""
+}
+
+// TakesOriginal reports whether the transparent rule r takes a connection
+// whose original destination was dst.
+func (r *Rule) TakesOriginal(dst netip.AddrPort) bool {
+	if dst.Port() < r.FirstRemotePort || dst.Port() > r.LastRemotePort {
+		return false
+	}
+	return r.AnyRemote || r.Takes(dst.Addr())
 }
 
 // Takes reports whether the rule accepts a client at addr. The port is
@@ -149,13 +216,30 @@ func (r *Rule) Takes(addr netip.Addr) bool {
 	return false
 }
 
+// ListenerKind says what arrives on a listener.
+type ListenerKind int
+
+// Listener kinds. The zero value is an inbound rule's TLS (or cleartext)
+// port.
+const (
+	ListenInbound   ListenerKind = iota // clients of inbound rules
+	ListenOutbound                      // apps of port-mapped outbound rules
+	ListenIntercept                     // connections redirected by netfilter
+)
+
 // Listener is one bound socket and the rules that share it, in AT-TLS
 // match order: priority high to low, then name.
 type Listener struct {
 	// Addr is the host:port to bind; the host is empty for all addresses.
-	Addr  string
-	Port  uint16
+	Addr string
+	Port uint16
+	Kind ListenerKind
+	// Rules are the inbound or port-mapped outbound rules of the port;
+	// empty on an intercept listener, whose connections are matched
+	// against Policy.Transparent.
 	Rules []*Rule
+	// Intercept names the intercept block of an intercept listener.
+	Intercept string
 }
 
 // Match returns the first rule that takes a client at addr, or nil.
@@ -174,6 +258,22 @@ type Policy struct {
 	Environments []*Environment
 	// Inbound holds every inbound rule in match order.
 	Inbound []*Rule
+	// Outbound holds every outbound rule in match order.
+	Outbound []*Rule
+	// Transparent holds the transparent outbound rules in match order.
+	Transparent []*Rule
 	// Listeners are sorted by port, then address.
 	Listeners []*Listener
+}
+
+// MatchOriginal returns the first transparent rule, in AT-TLS order, that
+// takes a connection redirected from dst, or nil.
+func (p *Policy) MatchOriginal(dst netip.AddrPort) *Rule {
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	for _, r := range p.Transparent {
+		if r.TakesOriginal(dst) {
+			return r
+		}
+	}
+	return nil
 }

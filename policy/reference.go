@@ -1,11 +1,14 @@
 package policy
 
 import (
+	"crypto/x509"
+	"slices"
+
 	"github.com/hashicorp/hcl/v2"
 )
 
-// tlsRule ties a TLS rule to the environment it names and checks that the
-// environment can serve it.
+// tlsRule ties an inbound TLS rule to the environment it names and checks
+// that the environment can serve it.
 func (d *decoder) tlsRule(src *ruleSource, envs map[string]*envSource) {
 	attr := src.attrs["environment"]
 	if attr == nil {
@@ -14,19 +17,44 @@ func (d *decoder) tlsRule(src *ruleSource, envs map[string]*envSource) {
 			src.rule.Name)
 		return
 	}
-	name, ok := d.str(attr)
-	if !ok {
-		return
-	}
-	es := envs[name]
+	es := d.environmentRef(attr, envs)
 	if es == nil {
-		d.errorf(attr.Expr.Range(), "Unknown environment",
-			"no environment block is named %q", name)
 		return
 	}
 	src.rule.Environment = es.env
 	d.serverCertificate(es, attr)
 	d.clientAuthTrust(src, es)
+}
+
+// clientRule ties an outbound rule to the environment it names. Any
+// environment can act as a TLS client: without a certificate it presents
+// none, and without trust it verifies servers against the system roots.
+func (d *decoder) clientRule(src *ruleSource, envs map[string]*envSource) {
+	attr := src.attrs["environment"]
+	if attr == nil {
+		return // required in the schema, so HCL has reported it
+	}
+	es := d.environmentRef(attr, envs)
+	if es == nil {
+		return
+	}
+	src.rule.Environment = es.env
+	d.clientCertificateUsage(es, attr)
+}
+
+// environmentRef returns the environment that attr names, or nil when
+// attr is invalid or names none.
+func (d *decoder) environmentRef(attr *hcl.Attribute, envs map[string]*envSource) *envSource {
+	name, ok := d.str(attr)
+	if !ok {
+		return nil
+	}
+	es := envs[name]
+	if es == nil {
+		d.errorf(attr.Expr.Range(), "Unknown environment",
+			"no environment block is named %q", name)
+	}
+	return es
 }
 
 // serverCertificate checks that the environment can act as a TLS server.
@@ -36,6 +64,29 @@ func (d *decoder) serverCertificate(es *envSource, attr *hcl.Attribute) {
 	}
 	d.errorf(attr.Expr.Range(), "Missing certificate", "environment %q has no "+
 		"certificate and private_key, which an inbound TLS rule needs", es.env.Name)
+}
+
+// clientCertificateUsage warns when an outbound rule would present a
+// certificate whose extended key usage leaves out client authentication:
+// servers that verify client certificates, Go's among them, refuse it.
+func (d *decoder) clientCertificateUsage(es *envSource, attr *hcl.Attribute) {
+	pair := es.env.Pair
+	if pair == nil || allowsClientAuth(pair.Leaf) {
+		return
+	}
+	d.warnf(attr.Expr.Range(), "Certificate usage", "environment %q presents a "+
+		"certificate whose extended key usage leaves out client authentication; "+
+		"servers that verify client certificates will refuse it", es.env.Name)
+}
+
+// allowsClientAuth reports whether c may authenticate a TLS client. A
+// certificate without extended key usage may serve any purpose.
+func allowsClientAuth(c *x509.Certificate) bool {
+	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
+		return true
+	}
+	return slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) ||
+		slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
 }
 
 // clientAuthTrust checks that full and required client authentication

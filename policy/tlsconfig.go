@@ -4,6 +4,13 @@ import (
 	"crypto/tls"
 )
 
+// clientSessionCacheSize bounds the TLS sessions kept per outbound rule.
+// Resuming saves a full handshake, and a certificate check, on every app
+// connection after the first to a server; a few dozen servers per rule is
+// plenty, and the bound keeps a transparent rule that reaches many
+// addresses from growing without limit.
+const clientSessionCacheSize = 64
+
 // tlsClientAuth maps a rule's client_auth to crypto/tls. AT-TLS PassThru
 // asks for a certificate and lets anything through; Full verifies one if
 // given; Required insists on a verified one.
@@ -29,4 +36,32 @@ func serverConfig(r *Rule) *tls.Config {
 		ClientAuth:       tlsClientAuth[r.ClientAuth],
 		ClientCAs:        env.Trust,
 	}
+}
+
+// clientConfig builds the TLS client configuration of an outbound rule
+// whose environment loaded without error. Each rule gets its own config,
+// since the server name and session cache are per rule.
+//
+// RootCAs nil means the system roots. ServerName is empty on a
+// transparent rule without server_name; crypto/tls then refuses to
+// handshake until the proxy sets it, on a Clone, to the original
+// destination's IP, which keeps the session cache shared. Verification is
+// never skipped (AT-TLS checks only the chain unless HostReferenceId is
+// set; attlsd always checks the name).
+func clientConfig(r *Rule) *tls.Config {
+	env := r.Environment
+	c := &tls.Config{
+		RootCAs:            env.Trust,
+		ServerName:         r.ServerName,
+		MinVersion:         env.MinVersion,
+		MaxVersion:         env.MaxVersion,
+		CipherSuites:       env.CipherSuites,
+		CurvePreferences:   env.Curves,
+		NextProtos:         env.ALPN,
+		ClientSessionCache: tls.NewLRUClientSessionCache(clientSessionCacheSize),
+	}
+	if env.Pair != nil {
+		c.Certificates = []tls.Certificate{env.Pair.Cert}
+	}
+	return c
 }

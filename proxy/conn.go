@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -21,6 +19,8 @@ type conn struct {
 	id    string
 	raw   net.Conn
 	start time.Time
+	// loops spots attlsd's own connections redirected back to it.
+	loops *loopGuard
 	// fields gathers what the closing log line says, step by step.
 	fields zerolog.Context
 
@@ -29,42 +29,19 @@ type conn struct {
 }
 
 // serve takes the connection through its steps and logs one line when it
-// ends: match, handshake, dial, header, relay.
-func (c *conn) serve(ctx context.Context, l *policy.Listener) {
-	err := c.run(ctx, l)
+// ends. The listener's kind decides the steps: inbound terminates TLS in
+// front of a backend, outbound originates TLS for an app.
+func (c *conn) serve(ctx context.Context, p *policy.Policy, l *policy.Listener) {
+	var err error
+	switch l.Kind {
+	case policy.ListenInbound:
+		err = c.inbound(ctx, l)
+	case policy.ListenOutbound:
+		err = c.portMapped(ctx, l)
+	case policy.ListenIntercept:
+		err = c.intercepted(ctx, p)
+	}
 	c.finish(err)
-}
-
-func (c *conn) run(ctx context.Context, l *policy.Listener) error {
-	rule, err := c.match(l)
-	if err != nil {
-		return err
-	}
-	c.fields = c.fields.Str(logkey.Rule, rule.Name).
-		Str(logkey.Backend, rule.Backend.String())
-
-	client := c.raw
-	meta := Meta{Client: c.raw.RemoteAddr(), Local: c.raw.LocalAddr(),
-		ConnID: c.id, Rule: rule.Name}
-	if rule.TLS {
-		tc, err := handshake(c.raw, rule)
-		if err != nil {
-			return err
-		}
-		client = tc
-		c.describeTLS(tc, rule, &meta)
-	}
-
-	backend, err := dial(ctx, rule.Backend)
-	if err != nil {
-		c.raw.Close()
-		return &backendError{fmt.Errorf("dial %s: %w", rule.Backend, err)}
-	}
-	if err := writeHeader(backend, rule.ProxyProtocol, &meta); err != nil {
-		backend.Close()
-		return &backendError{err}
-	}
-	return relay(side{client, "client"}, side{backend, "backend"}, &c.in, &c.out)
 }
 
 // match maps the connection to the first rule of its listener that takes
@@ -83,50 +60,22 @@ func (c *conn) match(l *policy.Listener) (*policy.Rule, error) {
 	return rule, nil
 }
 
-// describeTLS records the negotiated parameters in the log fields and the
-// header metadata.
-func (c *conn) describeTLS(tc *tls.Conn, rule *policy.Rule, m *Meta) {
-	cs := tc.ConnectionState()
-	m.TLS = &cs
-	m.CertVerified = len(cs.VerifiedChains) > 0
-	if p := rule.Environment.Pair; p != nil {
-		m.SigScheme = sigScheme(cs.Version, p.Leaf)
-	}
-	c.fields = c.fields.Str(logkey.SNI, cs.ServerName).
-		Str(logkey.ALPN, cs.NegotiatedProtocol).
-		Str(logkey.TLSVersion, versionName(cs.Version)).
-		Str(logkey.Cipher, tls.CipherSuiteName(cs.CipherSuite)).
-		Str(logkey.Group, groupName(cs.CurveID))
-}
+// remoteError marks a failure on the far side of attlsd, a backend or a
+// TLS endpoint, which an operator has to fix.
+type remoteError struct{ err error }
 
-// writeHeader sends the metadata header before any application byte.
-func writeHeader(backend net.Conn, format policy.ProxyProtocol, m *Meta) error {
-	h, err := header(format, m)
-	if err != nil || len(h) == 0 {
-		return err
-	}
-	if _, err := backend.Write(h); err != nil {
-		return fmt.Errorf("write proxy header: %w", err)
-	}
-	return nil
-}
-
-// backendError marks a failure on the backend's side, which an operator
-// has to fix.
-type backendError struct{ err error }
-
-func (e *backendError) Error() string { return e.err.Error() }
-func (e *backendError) Unwrap() error { return e.err }
+func (e *remoteError) Error() string { return e.err.Error() }
+func (e *remoteError) Unwrap() error { return e.err }
 
 // finish closes the client and writes the connection's one log line:
 // info for an ordinary end, warn for a refused client, error for a
-// backend that could not be reached.
+// backend or endpoint that failed.
 func (c *conn) finish(err error) {
 	c.raw.Close()
 	log := c.fields.Logger()
 	ev := log.Info()
 	var ref *refusal
-	var be *backendError
+	var re *remoteError
 	switch {
 	case errors.As(err, &ref) && ref.routine:
 	case errors.As(err, &ref):
@@ -134,7 +83,7 @@ func (c *conn) finish(err error) {
 		if ref.code != 0 {
 			ev = ev.Int(logkey.Code, ref.code)
 		}
-	case errors.As(err, &be):
+	case errors.As(err, &re):
 		ev = log.Error()
 	}
 	reason := "closed"

@@ -23,10 +23,13 @@ var bufPool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// side names one end of a relay for error messages.
+// side is one end of a relay.
 type side struct {
 	conn net.Conn
-	name string // "client" or "backend"
+	name string // for error messages: "client", "backend", "app", "endpoint"
+	// inspect, when set, sees the first bytes read from this side before
+	// they are forwarded; an error refuses them and ends the relay.
+	inspect func(first []byte) error
 }
 
 // relay copies both ways between client and backend until both directions
@@ -79,6 +82,12 @@ func pipe(dst, src side, n *atomic.Int64) error {
 
 	for {
 		nr, rerr := src.conn.Read(buf)
+		if nr > 0 && src.inspect != nil {
+			if err := src.inspect(buf[:nr]); err != nil {
+				return err
+			}
+			src.inspect = nil
+		}
 		if nr > 0 {
 			nw, werr := dst.conn.Write(buf[:nr])
 			n.Add(int64(nw))

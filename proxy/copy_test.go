@@ -43,7 +43,8 @@ func relayed(t *testing.T) (client, backend *net.TCPConn, done chan error) {
 	done = make(chan error, 1)
 	var in, out atomic.Int64
 	go func() {
-		done <- relay(side{proxyClient, "client"}, side{proxyBackend, "backend"}, &in, &out)
+		done <- relay(side{conn: proxyClient, name: "client"},
+			side{conn: proxyBackend, name: "backend"}, &in, &out)
 	}()
 	return client, backend, done
 }
@@ -161,7 +162,7 @@ func TestPipeAllocatesNothingPerRead(t *testing.T) {
 	const reads = 1000
 	allocs := testing.AllocsPerRun(20, func() {
 		src.reads = reads
-		if err := pipe(side{dst, "client"}, side{src, "backend"}, &n); err != nil {
+		if err := pipe(side{conn: dst, name: "client"}, side{conn: src, name: "backend"}, &n); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -188,7 +189,7 @@ func BenchmarkPipeTCP(b *testing.B) {
 	b.SetBytes(bufSize)
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := pipe(side{dstW, "backend"}, side{srcR, "client"}, &n); err != nil {
+	if err := pipe(side{conn: dstW, name: "backend"}, side{conn: srcR, name: "client"}, &n); err != nil {
 		b.Fatal(err)
 	}
 }

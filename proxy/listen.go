@@ -25,12 +25,19 @@ func bindAll(pls []*policy.Listener) ([]*listener, error) {
 			for _, l := range out {
 				l.ln.Close()
 			}
-			return nil, fmt.Errorf("listen on %s for rule %q: %w",
-				pl.Addr, pl.Rules[0].Name, err)
+			return nil, fmt.Errorf("listen on %s for %s: %w", pl.Addr, owner(pl), err)
 		}
 		out = append(out, &listener{ln: ln, pol: pl})
 	}
 	return out, nil
+}
+
+// owner names what a listener is for, in error messages.
+func owner(pl *policy.Listener) string {
+	if pl.Kind == policy.ListenIntercept {
+		return fmt.Sprintf("intercept %q", pl.Intercept)
+	}
+	return fmt.Sprintf("rule %q", pl.Rules[0].Name)
 }
 
 // Accept backoff bounds. Accept fails while descriptors are exhausted
@@ -71,5 +78,5 @@ func (s *Server) serve(l *listener, raw net.Conn) {
 	if s.ctx.Err() != nil { // Close ran between Accept and track
 		raw.Close()
 	}
-	c.serve(s.ctx, l.pol)
+	c.serve(s.ctx, s.policy, l.pol)
 }

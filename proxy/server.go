@@ -34,6 +34,8 @@ type Server struct {
 
 	idPrefix string
 	idSeq    atomic.Uint64
+
+	loops loopGuard
 }
 
 // New returns a server for p that logs to log. It binds nothing until
@@ -114,9 +116,15 @@ func (s *Server) track(c *conn) func() {
 // newConn prepares the per-connection state and its log fields.
 func (s *Server) newConn(l *listener, c *conn) {
 	c.id = s.nextID()
+	c.loops = &s.loops
 	c.start = time.Now()
+	dir := policy.Inbound
+	if l.pol.Kind != policy.ListenInbound {
+		dir = policy.Outbound
+	}
 	c.fields = s.log.With().
 		Str(logkey.ConnID, c.id).
+		Str(logkey.Direction, dir.String()).
 		Str(logkey.Client, c.raw.RemoteAddr().String()).
 		Str(logkey.Listener, l.ln.Addr().String())
 }

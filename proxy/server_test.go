@@ -138,13 +138,18 @@ func (b *backend) echo(c net.Conn) {
 	c.(*net.TCPConn).CloseWrite()
 }
 
-// startServer runs a Server with one listener holding rules.
+// startServer runs a Server with one inbound listener holding rules.
 func startServer(t *testing.T, rules ...*policy.Rule) (*Server, *syncBuffer) {
 	t.Helper()
 	pl := &policy.Listener{Addr: "127.0.0.1:0", Rules: rules}
+	return startServerWith(t, &policy.Policy{Inbound: rules, Listeners: []*policy.Listener{pl}})
+}
+
+// startServerWith runs a Server for p and collects its log.
+func startServerWith(t *testing.T, p *policy.Policy) (*Server, *syncBuffer) {
+	t.Helper()
 	logs := &syncBuffer{}
-	s := New(&policy.Policy{Inbound: rules, Listeners: []*policy.Listener{pl}},
-		zerolog.New(logs))
+	s := New(p, zerolog.New(logs))
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,8 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %s\n", file, count(diags))
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d environments, %d inbound rules, %d listeners%s\n",
-		file, len(p.Environments), len(p.Inbound), len(p.Listeners), warnings(diags))
+	fmt.Fprintf(stdout, "%s: ok: %d environments, %d inbound rules, %d outbound rules, %d listeners%s\n",
+		file, len(p.Environments), len(p.Inbound), len(p.Outbound), len(p.Listeners), warnings(diags))
 	return 0
 }
 

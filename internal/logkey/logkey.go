@@ -8,7 +8,10 @@ const (
 	Rule       = "rule"        // the matched rule's name
 	Client     = "client"      // the client's address
 	Listener   = "listener"    // the address the client reached
-	Backend    = "backend"     // where the cleartext stream goes
+	Backend    = "backend"     // where an inbound rule's cleartext goes
+	Endpoint   = "endpoint"    // where an outbound rule originates TLS
+	Remote     = "remote"      // the endpoint address actually connected
+	Direction  = "direction"   // "inbound" or "outbound"
 	SNI        = "sni"         // server name the client asked for
 	ALPN       = "alpn"        // negotiated application protocol
 	TLSVersion = "tls_version" // e.g. "TLSv1.3"

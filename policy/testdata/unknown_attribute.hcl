@@ -1,4 +1,4 @@
-# Misspellings and blocks that are not part of the language yet.
+# Misspelled attributes and blocks.
 listen = 8443
 
 environment "web" {
@@ -21,6 +21,6 @@ inbound "two" "labels" {
   backend = "127.0.0.1:9080"
 }
 
-outbound "upstream" {
+outbund "upstream" {
   port = 443
 }

@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/attlsd/attlsd/internal/logkey"
+	"github.com/attlsd/attlsd/policy"
+)
+
+// inbound runs an inbound connection: match, handshake, dial the backend,
+// write the header, relay.
+func (c *conn) inbound(ctx context.Context, l *policy.Listener) error {
+	rule, err := c.match(l)
+	if err != nil {
+		return err
+	}
+	c.fields = c.fields.Str(logkey.Rule, rule.Name).
+		Str(logkey.Backend, rule.Backend.String())
+
+	client := c.raw
+	meta := Meta{Client: c.raw.RemoteAddr(), Local: c.raw.LocalAddr(),
+		ConnID: c.id, Rule: rule.Name}
+	if rule.TLS {
+		tc, err := handshake(c.raw, rule)
+		if err != nil {
+			return err
+		}
+		client = tc
+		c.describeTLS(tc, rule, &meta)
+	}
+
+	backend, err := dial(ctx, rule.Backend)
+	if err != nil {
+		return &remoteError{fmt.Errorf("dial %s: %w", rule.Backend, err)}
+	}
+	if err := writeHeader(backend, rule.ProxyProtocol, &meta); err != nil {
+		backend.Close()
+		return &remoteError{err}
+	}
+	return relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
+		&c.in, &c.out)
+}
+
+// describeTLS records the negotiated parameters in the log fields and the
+// header metadata.
+func (c *conn) describeTLS(tc *tls.Conn, rule *policy.Rule, m *Meta) {
+	cs := tc.ConnectionState()
+	m.TLS = &cs
+	m.CertVerified = len(cs.VerifiedChains) > 0
+	if p := rule.Environment.Pair; p != nil {
+		m.SigScheme = sigScheme(cs.Version, p.Leaf)
+	}
+	c.fields = c.fields.Str(logkey.SNI, cs.ServerName).
+		Str(logkey.ALPN, cs.NegotiatedProtocol).
+		Str(logkey.TLSVersion, versionName(cs.Version)).
+		Str(logkey.Cipher, tls.CipherSuiteName(cs.CipherSuite)).
+		Str(logkey.Group, groupName(cs.CurveID))
+}
+
+// writeHeader sends the metadata header before any application byte.
+func writeHeader(backend net.Conn, format policy.ProxyProtocol, m *Meta) error {
+	h, err := header(format, m)
+	if err != nil || len(h) == 0 {
+		return err
+	}
+	if _, err := backend.Write(h); err != nil {
+		return fmt.Errorf("write proxy header: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/attlsd/attlsd/policy"
+)
+
+// originate connects to endpoint within the rule's connect timeout and
+// runs the client handshake within its handshake timeout, verifying the
+// server's certificate against the rule's trust and name. A host name is
+// resolved on every call, so a DNS change reaches the next connection, and
+// when it has several addresses each is tried in turn.
+// control, when not nil, is the dialer's socket hook (the loop guard).
+func originate(ctx context.Context, rule *policy.Rule, endpoint, name string,
+	control func(string, string, syscall.RawConn) error) (*tls.Conn, error) {
+	d := net.Dialer{Timeout: rule.ConnectTimeout, Control: control}
+	raw, err := d.DialContext(ctx, "tcp", endpoint)
+	if err != nil {
+		return nil, &remoteError{dialError(endpoint, rule.ConnectTimeout, err)}
+	}
+
+	cfg := rule.TLSConfig
+	if cfg.ServerName != name {
+		cfg = cfg.Clone() // shares the rule's session cache
+		cfg.ServerName = name
+	}
+	timeout := rule.Environment.HandshakeTimeout
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		if hctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no handshake within %s", timeout)
+		}
+		return nil, &remoteError{clientHandshakeError(endpoint, name, rule, err)}
+	}
+	return tc, nil
+}
+
+// dialError words a failed connect for an operator.
+func dialError(endpoint string, timeout time.Duration, err error) error {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("resolve %s: %w", dnsErr.Name, err)
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return fmt.Errorf("connect to %s: no answer within %s", endpoint, timeout)
+	}
+	return fmt.Errorf("connect to %s: %w", endpoint, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// clientHandshakeError says why the endpoint's handshake failed, and what
+// to change, in the terms of the policy.
+func clientHandshakeError(endpoint, name string, rule *policy.Rule, err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("server certificate of %s is signed by an unknown authority; "+
+			"add its CA to trust in environment %q: %w", endpoint, rule.Environment.Name, err)
+	case errors.As(err, &host):
+		return fmt.Errorf("server certificate of %s is not valid for %q; "+
+			"set server_name to a name it holds: %w", endpoint, name, err)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("server certificate of %s has expired or is not yet valid "+
+			"(check the clocks): %w", endpoint, err)
+	case certRejected(err):
+		return clientCertError(endpoint, rule, err)
+	}
+	return fmt.Errorf("handshake with %s: %w", endpoint, err)
+}
+
+// certRejected reports a TLS alert by which a server refuses the client's
+// certificate or its absence. crypto/tls exports no type for received
+// alerts, so the alert's text is matched.
+func certRejected(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "remote error: tls: ") {
+		return false
+	}
+	for _, a := range []string{"certificate required", "bad certificate",
+		"unknown certificate authority", "unknown certificate",
+		"certificate unknown", "access denied", "expired certificate",
+		"revoked certificate", "unsupported certificate"} {
+		if strings.Contains(msg, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientCertError words a server's refusal of attlsd's client certificate.
+func clientCertError(endpoint string, rule *policy.Rule, err error) error {
+	if rule.Environment.Pair == nil {
+		return fmt.Errorf("%s requires a client certificate; set certificate and "+
+			"private_key in environment %q: %w", endpoint, rule.Environment.Name, err)
+	}
+	return fmt.Errorf("%s rejected the client certificate of environment %q: %w",
+		endpoint, rule.Environment.Name, err)
+}
+
+// rejectedLate rewords a relay that ended on a certificate alert. In TLS
+// 1.3 the client's handshake ends before the server has checked the
+// client certificate, so a refusal arrives on the first read (RFC 8446
+// 4.4.2.4).
+func rejectedLate(endpoint string, rule *policy.Rule, err error) error {
+	if !certRejected(err) {
+		return err
+	}
+	return &remoteError{clientCertError(endpoint, rule, err)}
+}
