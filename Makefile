@@ -3,7 +3,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.buildVersion=$(VERSION)
 
-.PHONY: all build run test check bench clean
+.PHONY: all build run zosconnect test check bench clean
 
 all: build
 
@@ -14,6 +14,11 @@ build:
 # The demo: dev certificates on first use, the demo backend, attlsd.
 run: build
 	./examples/run-demo.sh
+
+# The z/OS Connect topology on one machine: two attlsd, AT-TLS both ways,
+# one call from a CICS stand-in, each hop printed (examples/zosconnect).
+zosconnect: build
+	GO='$(GO)' ./examples/zosconnect/run.sh
 
 # Every test, under the race detector. End-to-end tests build the binary
 # and drive it with curl, openssl, Python and HAProxy/nginx, which

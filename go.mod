@@ -3,6 +3,7 @@ module github.com/attlsd/attlsd
 go 1.26.8
 
 require (
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/pires/go-proxyproto v0.15.0
 	github.com/rs/zerolog v1.35.1

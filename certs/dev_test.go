@@ -189,7 +189,7 @@ func TestInitDevExisting(t *testing.T) {
 // readLeaf returns the first certificate in a PEM file.
 func readLeaf(t *testing.T, file string) *x509.Certificate {
 	t.Helper()
-	chain, err := readCerts(file)
+	chain, err := ReadCerts(file)
 	if err != nil {
 		t.Fatal(err)
 	}

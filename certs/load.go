@@ -32,7 +32,7 @@ func (e *KeyError) Unwrap() error { return e.Err }
 // the key belongs to the leaf. Problems with the key file come back as a
 // *KeyError; anything else is about the certificate file.
 func LoadPair(certFile, keyFile string) (*Pair, error) {
-	chain, err := readCerts(certFile)
+	chain, err := ReadCerts(certFile)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 func LoadPool(files ...string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	for _, f := range files {
-		chain, err := readCerts(f)
+		chain, err := ReadCerts(f)
 		if err != nil {
 			return nil, err
 		}
@@ -80,9 +80,9 @@ func LoadPool(files ...string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// readCerts parses every CERTIFICATE block in a PEM file, in file order.
-// Blocks of other types are skipped.
-func readCerts(file string) ([]*x509.Certificate, error) {
+// ReadCerts parses every CERTIFICATE block in a PEM file, in file order.
+// Blocks of other types are skipped; a file without any is an error.
+func ReadCerts(file string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)

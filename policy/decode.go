@@ -16,6 +16,9 @@ type decoder struct {
 	filename string
 	baseDir  string
 	diags    hcl.Diagnostics
+	// files are the certificate, key and trust files the policy names,
+	// loadable or not, for the reload watcher.
+	files []string
 }
 
 // item is one string from a list attribute, with its own range so that a

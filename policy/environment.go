@@ -2,6 +2,7 @@ package policy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"time"
 
@@ -91,6 +92,7 @@ func (d *decoder) keyPair(env *Environment, certAttr, keyAttr *hcl.Attribute) {
 		return
 	}
 	env.CertFile, env.KeyFile = certFile, keyFile
+	d.files = append(d.files, certFile, keyFile)
 	d.loadPair(env, certAttr, keyAttr)
 }
 
@@ -119,23 +121,26 @@ func (d *decoder) trust(env *Environment, attr *hcl.Attribute) {
 		return
 	}
 	items, _ := d.list(attr)
+	pool := x509.NewCertPool()
 	ok := true
 	for _, it := range d.unique(attr, items) {
 		file := d.resolve(it.s)
-		if _, err := certs.LoadPool(file); err != nil {
+		d.files = append(d.files, file)
+		env.TrustFiles = append(env.TrustFiles, file)
+		chain, err := certs.ReadCerts(file)
+		if err != nil {
 			d.errorf(it.rng, "Cannot load trust", "%v", err)
 			ok = false
+			continue
 		}
-		env.TrustFiles = append(env.TrustFiles, file)
+		for _, c := range chain {
+			pool.AddCert(c)
+			env.trustRaw = append(env.trustRaw, c.Raw)
+		}
 	}
-	if !ok || len(env.TrustFiles) == 0 {
-		return
+	if ok && len(env.TrustFiles) > 0 {
+		env.Trust = pool
 	}
-	pool, err := certs.LoadPool(env.TrustFiles...)
-	if err != nil {
-		d.errorf(attr.Expr.Range(), "Cannot load trust", "%v", err)
-	}
-	env.Trust = pool
 }
 
 // duration decodes a positive Go duration, or returns def when attr is

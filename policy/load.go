@@ -22,42 +22,62 @@ var policySchema = &hcl.BodySchema{
 // the policy resolve against the file's folder. The policy is nil when
 // diags has errors; warnings may come with a usable policy.
 func Load(path string) (*Policy, hcl.Diagnostics) {
+	p, _, diags := LoadFiles(path)
+	return p, diags
+}
+
+// LoadFiles is Load that also returns the files the policy names, the
+// policy file first, also when it has errors: a reload watcher must see a
+// missing certificate appear.
+func LoadFiles(path string) (*Policy, []string, hcl.Diagnostics) {
+	file := path
+	if abs, err := filepath.Abs(path); err == nil {
+		file = abs
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, hcl.Diagnostics{{
+		return nil, []string{file}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read policy",
 			Detail:   err.Error(),
 			Subject:  fileRange(path),
 		}}
 	}
-	dir := filepath.Dir(path)
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
+	p, files, diags := parse(src, path, filepath.Dir(file))
+	files = append([]string{file}, files...)
+	if p != nil {
+		p.Files = files
 	}
-	return Parse(src, path, dir)
+	return p, files, diags
 }
 
 // Parse validates a policy held in src. Diagnostics name filename, and
 // relative paths inside the policy resolve against baseDir. The policy is
 // nil when diags has errors. Diagnostics are in source order.
 func Parse(src []byte, filename, baseDir string) (*Policy, hcl.Diagnostics) {
+	p, _, diags := parse(src, filename, baseDir)
+	return p, diags
+}
+
+func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnostics) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// A broken syntax tree would only add confusing follow-on errors.
-		return nil, sortDiagnostics(diags)
+		return nil, nil, sortDiagnostics(diags)
 	}
 	d := &decoder{filename: filename, baseDir: baseDir, diags: diags}
 	p := d.policy(file.Body)
 	d.diags = sortDiagnostics(d.diags)
 	if d.diags.HasErrors() {
-		return nil, d.diags
+		return nil, d.files, d.diags
 	}
 	p.File = filename
 	if abs, err := filepath.Abs(filename); err == nil {
 		p.File = abs
 	}
-	return p, d.diags
+	p.Files = d.files
+	p.Digest = policyDigest(src, p.Environments)
+	return p, d.files, d.diags
 }
 
 // policy decodes the top-level body: environments first, since rules
@@ -78,6 +98,9 @@ func (d *decoder) policy(body hcl.Body) *Policy {
 	d.reportHiddenTransparent(rules)
 	p.Inbound, p.Outbound, p.Transparent = byDirection(rules)
 	if !d.diags.HasErrors() {
+		for _, env := range p.Environments {
+			env.Digest = envDigest(env)
+		}
 		buildConfigs(rules)
 	}
 	return p
@@ -173,6 +196,7 @@ func byDirection(rules []*ruleSource) (inbound, outbound, transparent []*Rule) {
 func buildConfigs(rules []*ruleSource) {
 	for _, src := range rules {
 		r := src.rule
+		r.digest = ruleDigest(r)
 		switch {
 		case r.Direction == Outbound:
 			r.TLSConfig = clientConfig(r)

@@ -91,6 +91,12 @@ type Environment struct {
 	ALPN   []string
 
 	HandshakeTimeout time.Duration
+
+	// Digest sums the environment's settings and the certificates it
+	// loaded: equal digests mean the same TLS behaviour.
+	Digest [32]byte
+	// trustRaw holds the DER of every trusted certificate, for Digest.
+	trustRaw [][]byte
 }
 
 // Backend is where an inbound rule forwards the cleartext stream.
@@ -184,6 +190,10 @@ type Rule struct {
 	AnyRemote bool
 	// ConnectTimeout bounds the TCP connect to the endpoint.
 	ConnectTimeout time.Duration
+
+	// digest sums everything above and the environment's Digest: a rule
+	// with the same name and digest in two policies behaves the same.
+	digest [32]byte
 }
 
 // Transparent reports whether r is an outbound rule that takes redirected
@@ -254,7 +264,12 @@ func (l *Listener) Match(addr netip.Addr) *Rule {
 
 // Policy is a loaded, validated policy file.
 type Policy struct {
-	File         string // absolute path
+	File string // absolute path
+	// Files lists the policy file and every file it names, absolute.
+	Files []string
+	// Digest sums the policy text and every environment's Digest: equal
+	// digests mean a reload would change nothing.
+	Digest       [32]byte
 	Environments []*Environment
 	// Inbound holds every inbound rule in match order.
 	Inbound []*Rule

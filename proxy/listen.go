@@ -10,10 +10,12 @@ import (
 	"github.com/attlsd/attlsd/policy"
 )
 
-// listener is one bound socket and the policy listener it serves.
+// listener is one bound socket. Which rules it serves is looked up by
+// addr in the current generation at each accept.
 type listener struct {
-	ln  net.Listener
-	pol *policy.Listener
+	ln   net.Listener
+	addr string // policy.Listener.Addr
+	port uint16
 }
 
 // bindAll binds every listener or, on the first failure, none.
@@ -27,7 +29,7 @@ func bindAll(pls []*policy.Listener) ([]*listener, error) {
 			}
 			return nil, fmt.Errorf("listen on %s for %s: %w", pl.Addr, owner(pl), err)
 		}
-		out = append(out, &listener{ln: ln, pol: pl})
+		out = append(out, &listener{ln: ln, addr: pl.Addr, port: pl.Port})
 	}
 	return out, nil
 }
@@ -59,7 +61,7 @@ func (s *Server) accept(l *listener) {
 		if err != nil {
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
 			s.log.Warn().Err(err).Dur("retry_in", delay).
-				Str(logkey.Listener, l.ln.Addr().String()).Msg("accept failed")
+				Str(logkey.Listener, l.addr).Msg("accept failed")
 			time.Sleep(delay)
 			continue
 		}
@@ -69,14 +71,21 @@ func (s *Server) accept(l *listener) {
 	}
 }
 
-// serve runs one connection and forgets it when it ends.
+// serve runs one connection under the generation current at accept and
+// forgets it when it ends.
 func (s *Server) serve(l *listener, raw net.Conn) {
 	defer s.wg.Done()
-	c := &conn{raw: raw}
-	s.newConn(l, c)
+	g := s.current.Load()
+	pl := g.byAddr[l.addr]
+	c := s.newConn(raw, g, pl)
 	defer s.track(c)()
 	if s.ctx.Err() != nil { // Close ran between Accept and track
 		raw.Close()
 	}
-	c.serve(s.ctx, s.policy, l.pol)
+	if pl == nil {
+		// Accepted just before a reload removed the listener.
+		c.finish(&refusal{reason: "listener removed by a policy reload"})
+		return
+	}
+	c.serve(s.ctx, g.policy, pl)
 }

@@ -28,11 +28,24 @@ func originate(ctx context.Context, rule *policy.Rule, endpoint, name string,
 		return nil, &remoteError{dialError(endpoint, rule.ConnectTimeout, err)}
 	}
 
+	// A clone shares the rule's session cache. Without a certificate of
+	// its own the clone also notes whether the server asked for one: in
+	// TLS 1.2 many servers refuse a missing one with a bare
+	// handshake_failure alert (RFC 5246 7.4.6), which says nothing about
+	// certificates.
 	cfg := rule.TLSConfig
-	if cfg.ServerName != name {
-		cfg = cfg.Clone() // shares the rule's session cache
+	var asked bool
+	if cfg.ServerName != name || rule.Environment.Pair == nil {
+		cfg = cfg.Clone()
 		cfg.ServerName = name
 	}
+	if rule.Environment.Pair == nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked = true // the handshake runs on this goroutine
+			return new(tls.Certificate), nil
+		}
+	}
+
 	timeout := rule.Environment.HandshakeTimeout
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -42,7 +55,7 @@ func originate(ctx context.Context, rule *policy.Rule, endpoint, name string,
 		if hctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no handshake within %s", timeout)
 		}
-		return nil, &remoteError{clientHandshakeError(endpoint, name, rule, err)}
+		return nil, &remoteError{clientHandshakeError(endpoint, name, rule, asked, err)}
 	}
 	return tc, nil
 }
@@ -65,8 +78,10 @@ func isTimeout(err error) bool {
 }
 
 // clientHandshakeError says why the endpoint's handshake failed, and what
-// to change, in the terms of the policy.
-func clientHandshakeError(endpoint, name string, rule *policy.Rule, err error) error {
+// to change, in the terms of the policy. asked tells whether the server
+// asked for a client certificate.
+func clientHandshakeError(endpoint, name string, rule *policy.Rule, asked bool,
+	err error) error {
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
 	var invalid x509.CertificateInvalidError
@@ -82,6 +97,9 @@ func clientHandshakeError(endpoint, name string, rule *policy.Rule, err error) e
 			"(check the clocks): %w", endpoint, err)
 	case certRejected(err):
 		return clientCertError(endpoint, rule, err)
+	case asked && rule.Environment.Pair == nil && remoteAlert(err):
+		// Refused after asking for a certificate that was not sent.
+		return clientCertError(endpoint, rule, err)
 	}
 	return fmt.Errorf("handshake with %s: %w", endpoint, err)
 }
@@ -90,13 +108,10 @@ func clientHandshakeError(endpoint, name string, rule *policy.Rule, err error) e
 // certificate or its absence. crypto/tls exports no type for received
 // alerts, so the alert's text is matched.
 func certRejected(err error) bool {
-	if err == nil {
+	if err == nil || !remoteAlert(err) {
 		return false
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, "remote error: tls: ") {
-		return false
-	}
 	for _, a := range []string{"certificate required", "bad certificate",
 		"unknown certificate authority", "unknown certificate",
 		"certificate unknown", "access denied", "expired certificate",
@@ -106,6 +121,11 @@ func certRejected(err error) bool {
 		}
 	}
 	return false
+}
+
+// remoteAlert reports whether err is a TLS alert the peer sent.
+func remoteAlert(err error) bool {
+	return strings.Contains(err.Error(), "remote error: tls: ")
 }
 
 // clientCertError words a server's refusal of attlsd's client certificate.

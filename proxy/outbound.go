@@ -83,6 +83,7 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 func (c *conn) describeOutbound(tc *tls.Conn) {
 	cs := tc.ConnectionState()
 	c.fields = c.fields.Str(logkey.Remote, tc.RemoteAddr().String()).
+		Str(logkey.Local, tc.LocalAddr().String()).
 		Str(logkey.ALPN, cs.NegotiatedProtocol).
 		Str(logkey.TLSVersion, versionName(cs.Version)).
 		Str(logkey.Cipher, tls.CipherSuiteName(cs.CipherSuite)).

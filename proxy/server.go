@@ -1,13 +1,18 @@
 // Package proxy owns the data path: it binds the policy's listeners,
 // accepts connections, runs the TLS handshake, dials backends, writes the
-// PROXY header and copies bytes both ways with half-close.
+// PROXY header and copies bytes both ways with half-close. A new policy
+// is swapped in with Apply while connections flow.
 package proxy
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,24 +23,42 @@ import (
 	"github.com/attlsd/attlsd/policy"
 )
 
-// Server serves one policy's listeners. The zero value is not usable; use
-// New.
+// ErrClosed is returned by Apply after Close.
+var ErrClosed = errors.New("server closed")
+
+// Server serves a policy's listeners and takes new policies without
+// dropping a connection. The zero value is not usable; use New.
 type Server struct {
-	log       zerolog.Logger
-	policy    *policy.Policy
-	listeners []*listener
+	log zerolog.Logger
+
+	// current is what a new connection runs under. Apply replaces it in
+	// one store; a connection reads it once, at accept, and keeps it.
+	current atomic.Pointer[generation]
 
 	ctx    context.Context // cancelled by Close; ends pending dials
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-	wg    sync.WaitGroup
+	// mu serialises Apply and Close and guards listeners and closed.
+	mu        sync.Mutex
+	listeners map[string]*listener // by policy.Listener.Addr
+	closed    bool
+
+	connMu sync.Mutex
+	conns  map[*conn]struct{}
+	wg     sync.WaitGroup
 
 	idPrefix string
 	idSeq    atomic.Uint64
 
 	loops loopGuard
+}
+
+// generation is one applied policy: its number, counted from 1, and its
+// listeners by address.
+type generation struct {
+	n      uint64
+	policy *policy.Policy
+	byAddr map[string]*policy.Listener
 }
 
 // New returns a server for p that logs to log. It binds nothing until
@@ -44,36 +67,141 @@ func New(p *policy.Policy, log zerolog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	var b [4]byte
 	rand.Read(b[:])
-	return &Server{
-		log:      log,
-		policy:   p,
-		ctx:      ctx,
-		cancel:   cancel,
-		conns:    make(map[*conn]struct{}),
-		idPrefix: hex.EncodeToString(b[:]) + "-",
+	s := &Server{
+		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[string]*listener),
+		conns:     make(map[*conn]struct{}),
+		idPrefix:  hex.EncodeToString(b[:]) + "-",
 	}
+	s.current.Store(&generation{policy: p, byAddr: byAddr(p)})
+	return s
 }
 
-// Start binds every listener of the policy and starts accepting. If any
-// address cannot be bound, nothing stays bound and the error names it.
+// Start binds every listener of the policy given to New and starts
+// accepting. If any address cannot be bound, nothing stays bound and the
+// error names it.
 func (s *Server) Start() error {
-	ls, err := bindAll(s.policy.Listeners)
-	if err != nil {
-		return err
+	_, err := s.Apply(s.current.Load().policy)
+	return err
+}
+
+// Apply makes p the policy of every new connection and returns its
+// generation number. Listeners whose address p keeps go on accepting on
+// the same socket, so no connection attempt is refused; new addresses are
+// bound first and, if any cannot be, Apply changes nothing and says why.
+// Listeners p no longer has stop accepting. Open connections keep the
+// rule and TLS configuration they started with.
+//
+// Rules of p that did not change keep their TLS configuration (see
+// policy.Inherit), and with it their session ticket keys.
+func (s *Server) Apply(p *policy.Policy) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
 	}
-	s.listeners = ls
+	prev := s.current.Load()
+	next := &generation{n: prev.n + 1, policy: p, byAddr: byAddr(p)}
+	added, err := s.bindNew(next.byAddr)
+	if err != nil {
+		return 0, err
+	}
+	if prev.n > 0 {
+		p.Inherit(prev.policy)
+	}
+	s.current.Store(next)
+
+	s.startAccepting(added)
+	for addr, l := range s.listeners {
+		if next.byAddr[addr] == nil {
+			l.ln.Close()
+			delete(s.listeners, addr)
+		}
+	}
+	return next.n, nil
+}
+
+// bindNew binds the listeners of next not bound yet, or none of them.
+// An address may overlap one that next drops on the same port (all
+// addresses and one address, say), which the kernel refuses while the
+// old socket listens: those old sockets are then closed first, and bound
+// again if the new addresses still cannot be.
+func (s *Server) bindNew(next map[string]*policy.Listener) ([]*listener, error) {
+	var fresh []*policy.Listener
+	ports := map[uint16]bool{}
+	for addr, pl := range next {
+		if s.listeners[addr] == nil {
+			fresh = append(fresh, pl)
+			ports[pl.Port] = true
+		}
+	}
+	slices.SortFunc(fresh, func(a, b *policy.Listener) int { return strings.Compare(a.Addr, b.Addr) })
+	ls, err := bindAll(fresh)
+	if err == nil {
+		return ls, nil
+	}
+	var dropped []string
+	for addr, l := range s.listeners {
+		if next[addr] == nil && ports[l.port] {
+			l.ln.Close()
+			delete(s.listeners, addr)
+			dropped = append(dropped, addr)
+		}
+	}
+	if len(dropped) == 0 {
+		return nil, err
+	}
+	if ls, err = bindAll(fresh); err == nil {
+		return ls, nil
+	}
+	back := make([]*policy.Listener, 0, len(dropped))
+	for _, addr := range dropped {
+		back = append(back, s.current.Load().byAddr[addr])
+	}
+	if old, rerr := bindAll(back); rerr == nil {
+		s.startAccepting(old)
+	} else {
+		s.log.Error().Err(rerr).Msg("cannot bind the running policy's listeners again")
+	}
+	return nil, err
+}
+
+// startAccepting registers ls and accepts on each.
+func (s *Server) startAccepting(ls []*listener) {
 	for _, l := range ls {
+		s.listeners[l.addr] = l
 		s.wg.Add(1)
 		go s.accept(l)
 	}
-	return nil
 }
 
-// Addrs returns the bound addresses, in the policy's listener order.
+func byAddr(p *policy.Policy) map[string]*policy.Listener {
+	m := make(map[string]*policy.Listener, len(p.Listeners))
+	for _, pl := range p.Listeners {
+		m[pl.Addr] = pl
+	}
+	return m
+}
+
+// Generation returns the number of the policy new connections run under
+// (0 before Start) and the policy.
+func (s *Server) Generation() (uint64, *policy.Policy) {
+	g := s.current.Load()
+	return g.n, g.policy
+}
+
+// Addrs returns the bound addresses, in the current policy's listener
+// order.
 func (s *Server) Addrs() []string {
-	out := make([]string, len(s.listeners))
-	for i, l := range s.listeners {
-		out[i] = l.ln.Addr().String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, pl := range s.current.Load().policy.Listeners {
+		if l := s.listeners[pl.Addr]; l != nil {
+			out = append(out, l.ln.Addr().String())
+		}
 	}
 	return out
 }
@@ -81,15 +209,19 @@ func (s *Server) Addrs() []string {
 // Close stops accepting, closes every open connection and waits for their
 // goroutines to end.
 func (s *Server) Close() error {
-	s.cancel()
-	for _, l := range s.listeners {
-		l.ln.Close()
-	}
 	s.mu.Lock()
+	s.closed = true
+	s.cancel()
+	for addr, l := range s.listeners {
+		l.ln.Close()
+		delete(s.listeners, addr)
+	}
+	s.mu.Unlock()
+	s.connMu.Lock()
 	for c := range s.conns {
 		c.raw.Close()
 	}
-	s.mu.Unlock()
+	s.connMu.Unlock()
 	s.wg.Wait()
 	return nil
 }
@@ -103,28 +235,28 @@ func (s *Server) nextID() string {
 
 // track registers c so Close can reach it; the returned func forgets it.
 func (s *Server) track(c *conn) func() {
-	s.mu.Lock()
+	s.connMu.Lock()
 	s.conns[c] = struct{}{}
-	s.mu.Unlock()
+	s.connMu.Unlock()
 	return func() {
-		s.mu.Lock()
+		s.connMu.Lock()
 		delete(s.conns, c)
-		s.mu.Unlock()
+		s.connMu.Unlock()
 	}
 }
 
 // newConn prepares the per-connection state and its log fields.
-func (s *Server) newConn(l *listener, c *conn) {
-	c.id = s.nextID()
-	c.loops = &s.loops
-	c.start = time.Now()
+func (s *Server) newConn(raw net.Conn, g *generation, pl *policy.Listener) *conn {
+	c := &conn{raw: raw, id: s.nextID(), loops: &s.loops, start: time.Now()}
 	dir := policy.Inbound
-	if l.pol.Kind != policy.ListenInbound {
+	if pl != nil && pl.Kind != policy.ListenInbound {
 		dir = policy.Outbound
 	}
 	c.fields = s.log.With().
 		Str(logkey.ConnID, c.id).
 		Str(logkey.Direction, dir.String()).
-		Str(logkey.Client, c.raw.RemoteAddr().String()).
-		Str(logkey.Listener, l.ln.Addr().String())
+		Uint64(logkey.Generation, g.n).
+		Str(logkey.Client, raw.RemoteAddr().String()).
+		Str(logkey.Listener, raw.LocalAddr().String())
+	return c
 }

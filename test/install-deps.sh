@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients and peers the end-to-end tests drive (curl,
-# openssl, Python, HAProxy, nginx) when they are missing. As root with
+# openssl, Python, HAProxy, nginx, and iproute2 and nftables for the
+# transparent outbound tests) when they are missing. As root with
 # apt-get it installs them; otherwise it lists what is missing, and those
 # tests skip with a message saying so.
 set -euo pipefail
@@ -11,6 +12,12 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx   >/dev/null || need+=(nginx-light)
+# The transparent outbound tests build network namespaces; the tools live
+# in sbin, which a non-root PATH may lack.
+have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have ip      || need+=(iproute2)
+have nft     || need+=(nftables)
+have setpriv || need+=(util-linux)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,19 +1,19 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/attlsd/attlsd/internal/logkey"
+	"github.com/attlsd/attlsd/internal/reload"
 	"github.com/attlsd/attlsd/policy"
 	"github.com/attlsd/attlsd/proxy"
 )
@@ -26,11 +26,17 @@ func runCmd(args []string, stderr io.Writer) int {
 	file := fs.String("policy", "", "policy file (HCL)")
 	format := fs.String("log-format", "json", "json or console")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	watchFlag := fs.String("watch", "auto", "how policy and certificate changes are noticed: auto (inotify, polling if unavailable), poll, or off (SIGHUP only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *file == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: attlsd run --policy FILE [--log-format json|console] [--log-level LEVEL]")
+		fmt.Fprintln(stderr, "usage: attlsd run --policy FILE [--log-format json|console] [--log-level LEVEL] [--watch auto|poll|off]")
+		return 2
+	}
+	watch, err := reload.ParseWatch(*watchFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, "attlsd:", err)
 		return 2
 	}
 	log, err := newLogger(stderr, *format, *level)
@@ -44,8 +50,8 @@ func runCmd(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	p, diags := policy.Load(*file)
-	logDiagnostics(log, *file, diags)
+	p, files, diags := policy.LoadFiles(*file)
+	reload.LogDiagnostics(log, *file, diags)
 	if diags.HasErrors() {
 		log.Error().Str(logkey.Policy, *file).Msg("policy has errors; not starting")
 		return 1
@@ -56,21 +62,34 @@ func runCmd(args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
+	gen, _ := srv.Generation()
 	log.Info().Str(logkey.Version, version()).Str(logkey.Policy, p.File).
-		Strs(logkey.Listeners, srv.Addrs()).Msg("attlsd started")
+		Uint64(logkey.Generation, gen).Strs(logkey.Listeners, srv.Addrs()).
+		Str(logkey.Watch, string(watch)).Msg("attlsd started")
 
-	wait(log, sigs)
+	ctx, stop := context.WithCancel(context.Background())
+	r := reload.New(*file, srv, p, files, watch, log)
+	done := make(chan struct{})
+	go func() {
+		r.Run(ctx)
+		close(done)
+	}()
+
+	wait(log, sigs, r)
+	stop()
+	<-done
 	srv.Close()
 	log.Info().Msg("attlsd stopped")
 	return 0
 }
 
-// wait blocks until SIGINT or SIGTERM arrives on sigs.
-func wait(log zerolog.Logger, sigs <-chan os.Signal) {
+// wait blocks until SIGINT or SIGTERM arrives on sigs; SIGHUP asks r
+// for a reload.
+func wait(log zerolog.Logger, sigs <-chan os.Signal, r *reload.Reloader) {
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			// TODO(attlsd): hot reload; until then a changed policy needs a restart.
-			log.Warn().Msg("SIGHUP received; hot reload is not available yet, restart to apply a changed policy")
+			log.Info().Msg("SIGHUP received; reloading")
+			r.Trigger()
 			continue
 		}
 		log.Info().Str("signal", sig.String()).Msg("stopping")
@@ -95,17 +114,4 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	zerolog.DurationFieldUnit = time.Millisecond
 	zerolog.DurationFieldInteger = false
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
-}
-
-// logDiagnostics logs each policy problem as its file:line:col line, at
-// error or warn level by severity.
-func logDiagnostics(log zerolog.Logger, file string, diags hcl.Diagnostics) {
-	for _, d := range diags {
-		ev := log.Warn()
-		if d.Severity == hcl.DiagError {
-			ev = log.Error()
-		}
-		line := strings.TrimRight(policy.FormatDiagnostics(hcl.Diagnostics{d}), "\n")
-		ev.Str(logkey.Policy, file).Msg(line)
-	}
 }

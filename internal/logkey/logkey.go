@@ -11,6 +11,7 @@ const (
 	Backend    = "backend"     // where an inbound rule's cleartext goes
 	Endpoint   = "endpoint"    // where an outbound rule originates TLS
 	Remote     = "remote"      // the endpoint address actually connected
+	Local      = "local"       // attlsd's own address on an outbound connection
 	Direction  = "direction"   // "inbound" or "outbound"
 	SNI        = "sni"         // server name the client asked for
 	ALPN       = "alpn"        // negotiated application protocol
@@ -22,6 +23,7 @@ const (
 	Duration   = "duration"    // connection lifetime
 	Reason     = "reason"      // why the connection ended
 	Code       = "code"        // AT-TLS return code, where one applies
+	Generation = "generation"  // the policy generation the connection runs under
 )
 
 // Daemon fields.
@@ -29,4 +31,10 @@ const (
 	Listeners = "listeners" // every bound listener
 	Policy    = "policy"    // the policy file
 	Version   = "version"   // attlsd version
+	Added     = "added"     // rules a reload added
+	Removed   = "removed"   // rules a reload removed
+	Changed   = "changed"   // rules a reload changed
+	Rotated   = "rotated"   // environments whose certificate a reload replaced
+	Trigger   = "trigger"   // what started a reload
+	Watch     = "watch"     // how policy files are watched
 )

@@ -69,7 +69,14 @@ var errAddrInUse = errors.New("address already in use")
 // launchDaemon runs attlsd on file and waits until it has started or
 // exited.
 func launchDaemon(file string, ports []int) (*daemon, error) {
-	cmd := exec.Command(attlsdBin, "run", "--policy", file, "--log-level", "debug")
+	return launchCmd(exec.Command(attlsdBin, "run", "--policy", file, "--log-level", "debug"),
+		file, ports)
+}
+
+// launchCmd starts cmd, which must end up running attlsd on file (under
+// a wrapper such as unshare, say), and waits until attlsd has started or
+// exited.
+func launchCmd(cmd *exec.Cmd, file string, ports []int) (*daemon, error) {
 	cmd.Env = binEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -1,0 +1,6 @@
+package reload
+
+import "syscall"
+
+// errNoSpace is inotify's answer when its watch limit is reached.
+var errNoSpace error = syscall.ENOSPC

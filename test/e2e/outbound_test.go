@@ -1,0 +1,606 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests in this file drive port-mapped outbound rules: an app speaks
+// cleartext to a local port of attlsd, which originates verified TLS to
+// the rule's endpoint.
+
+// TestOutboundOpenSSLServer puts openssl s_server, in its -www mode, at
+// the endpoint and fetches its status page with curl over plain HTTP
+// through attlsd: with server authentication only, and with a client
+// certificate the server demands and verifies, over TLS 1.3 and 1.2. The
+// page is the server's own account of the session, so its version,
+// cipher and verified client certificate must agree with attlsd's log.
+func TestOutboundOpenSSLServer(t *testing.T) {
+	needTool(t, "curl", "curl")
+	verify := []string{"-Verify", "1", "-verify_return_error", "-CAfile", caFile()}
+	clientSeen := []string{"Client certificate", "Subject: CN=attlsd dev client",
+		"Verify return code: 0 (ok)"}
+	tests := []struct {
+		name     string
+		version  string
+		server   []string // s_server arguments beyond the certificate
+		envAttrs []string
+		wantPage []string // what the page says beyond the version
+	}{
+		{"server-auth", "1.3", nil, nil, nil},
+		{"client-cert/TLSv1.3", "1.3", verify, clientCertAttrs(), clientSeen},
+		{"client-cert/TLSv1.2", "1.2", verify,
+			append(clientCertAttrs(), tlsVersion("1.2")), clientSeen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			endpoint := startSServer(t, append(certArgs(certDir), tt.server...)...)
+			d := outboundDaemon(t, endpoint, tt.envAttrs, nil)
+
+			res := curl(t, "http://"+d.addr("127.0.0.1", 0)+"/")
+			if res.code != 0 {
+				t.Fatalf("curl through the outbound rule: got exit %d, want 0\n%s",
+					res.code, res.stderr)
+			}
+			line := d.closeLine(t, res.local)
+			checkCloseLine(t, line, map[string]string{"level": "info", "reason": "closed",
+				"rule": outRule, "direction": "outbound", "endpoint": endpoint,
+				"remote": endpoint, "sni": "127.0.0.1", "tls_version": "TLSv" + tt.version})
+
+			want := append([]string{"Protocol  : TLSv" + tt.version}, tt.wantPage...)
+			if tt.version == "1.3" { // OpenSSL names TLS 1.3 suites as IANA does
+				want = append(want, "Cipher    : "+line.str("cipher"))
+			}
+			for _, w := range want {
+				if !strings.Contains(res.body, w) {
+					t.Errorf("s_server page: no %q\npage:\n%s", w, res.body)
+				}
+			}
+			if line.num("bytes_out") <= float64(len(res.body)) || line.num("bytes_in") <= 0 {
+				t.Errorf("close line: got bytes_in %v, bytes_out %v; want a request in "+
+					"and a response of more than the %d-byte body out",
+					line.num("bytes_in"), line.num("bytes_out"), len(res.body))
+			}
+		})
+	}
+}
+
+// pythonEndpoint is a TLS server in Python's ssl module, pinned to one
+// version. For each connection it reads to the end of the stream, then
+// answers in JSON with what it negotiated, the SNI it was sent, what it
+// read, and whether the stream ended with close_notify, and closes with
+// close_notify of its own.
+//
+// Arguments: port, certificate, key, version ("1.2" or "1.3").
+const pythonEndpoint = `
+import json, socket, ssl, sys, threading
+
+port, cert, key, version = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+pinned = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.minimum_version = pinned
+ctx.maximum_version = pinned
+ctx.load_cert_chain(cert, key)
+
+def remember_sni(tls, name, _):
+    tls.sni = name
+
+ctx.sni_callback = remember_sni
+
+def serve(raw):
+    try:
+        with ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False) as tls:
+            data, ended = b"", "close_notify"
+            while True:
+                try:
+                    chunk = tls.recv(65536)
+                except ssl.SSLEOFError:
+                    ended = "TCP FIN without close_notify"
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            answer = {"version": tls.version(), "cipher": tls.cipher()[0],
+                      "sni": getattr(tls, "sni", None), "got": data.decode(),
+                      "ended": ended}
+            tls.sendall(json.dumps(answer).encode())
+            tls.unwrap()
+    except (OSError, ssl.SSLError):
+        pass  # the readiness probe, or a peer that left
+
+server = socket.create_server(("127.0.0.1", port))
+while True:
+    raw, _ = server.accept()
+    threading.Thread(target=serve, args=(raw,), daemon=True).start()
+`
+
+// TestOutboundPythonServer puts a Python ssl server pinned to TLS 1.2,
+// then to TLS 1.3, at the endpoint of a rule with server_name set. A Go
+// app sends a request in cleartext and half-closes; the server must see
+// the request ended by attlsd's close_notify, and its answer, which names
+// the version, cipher and SNI it saw, must reach the app and agree with
+// attlsd's log.
+func TestOutboundPythonServer(t *testing.T) {
+	python := needTool(t, "python3", "python3")
+	const request = "hello from a cleartext app\n"
+	for _, version := range []string{"1.2", "1.3"} {
+		t.Run("TLSv"+version, func(t *testing.T) {
+			_, endpoint := startListening(t, python, func(port int) []string {
+				return []string{"-c", pythonEndpoint, itoa(port),
+					filepath.Join(certDir, "server.pem"),
+					filepath.Join(certDir, "server-key.pem"), version}
+			})
+			d := outboundDaemon(t, endpoint, nil, []string{`server_name = "localhost"`})
+
+			reply, app := appRoundTrip(t, d.addr("127.0.0.1", 0), []byte(request))
+			line := d.closeLine(t, app)
+			checkCloseLine(t, line, map[string]string{"level": "info", "reason": "closed",
+				"rule": outRule, "direction": "outbound", "sni": "localhost",
+				"tls_version": "TLSv" + version})
+			checkAppBytes(t, line, len(request), len(reply))
+
+			type answer struct{ Version, Cipher, SNI, Got, Ended string }
+			var got answer
+			if err := json.Unmarshal(reply, &got); err != nil {
+				t.Fatalf("python endpoint answer %q: %v", reply, err)
+			}
+			want := answer{"TLSv" + version, got.Cipher, "localhost", request, "close_notify"}
+			if version == "1.3" { // Python names TLS 1.3 suites as IANA does
+				want.Cipher = line.str("cipher")
+			}
+			if got != want || got.Cipher == "" {
+				t.Errorf("python endpoint saw:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// checkAppBytes compares a close line's byte counts with the app's.
+func checkAppBytes(t *testing.T, line logLine, in, out int) {
+	t.Helper()
+	if line.num("bytes_in") != float64(in) || line.num("bytes_out") != float64(out) {
+		t.Errorf("close line: got bytes_in %v, bytes_out %v; want %d, %d",
+			line.num("bytes_in"), line.num("bytes_out"), in, out)
+	}
+}
+
+// TestOutboundFailures makes the endpoint fail in every way attlsd words
+// for an operator. Each time the app, which has sent a request and waits
+// for the answer, must see its connection closed promptly with nothing
+// read, and attlsd must log an error whose reason names the endpoint and
+// says what to change. In TLS 1.3 a server refuses a client certificate
+// only after the client's handshake has ended, so those cases run in
+// both versions.
+func TestOutboundFailures(t *testing.T) {
+	other := newPKI(t) // a CA the environment does not trust
+	expired := expiredPKI(t)
+	goEndpoint := func(dir string) func(*testing.T) string {
+		return func(t *testing.T) string {
+			return startTLSEndpoint(t, endpointTLS(t, dir), func(c *tls.Conn) {
+				io.Copy(io.Discard, c)
+			})
+		}
+	}
+	sserver := func(certs, clientCA string) func(*testing.T) string {
+		return func(t *testing.T) string {
+			args := certArgs(certs)
+			if clientCA != "" {
+				args = append(args, "-Verify", "1", "-verify_return_error", "-CAfile", clientCA)
+			}
+			return startSServer(t, args...)
+		}
+	}
+	const (
+		needCert = `{endpoint} requires a client certificate; set certificate and ` +
+			`private_key in environment "client"`
+		rejected = `{endpoint} rejected the client certificate of environment "client"`
+	)
+
+	tests := []struct {
+		name                string
+		endpoint            func(*testing.T) string
+		envAttrs, ruleAttrs []string
+		reason              string // {endpoint} stands for the endpoint's address
+		slow                bool   // closed at the 1 s handshake timeout, not at once
+	}{
+		{"connection-refused", closedEndpoint, nil, nil,
+			"connect to {endpoint}: dial tcp {endpoint}: connect: connection refused", false},
+		{"handshake-timeout", startSilentEndpoint, []string{`handshake_timeout = "1s"`}, nil,
+			"handshake with {endpoint}: no handshake within 1s", true},
+		{"unknown-authority", goEndpoint(other), nil, nil,
+			"server certificate of {endpoint} is signed by an unknown authority; " +
+				`add its CA to trust in environment "client"`, false},
+		{"name-mismatch", goEndpoint(certDir), nil,
+			[]string{`server_name = "elsewhere.attlsd.test"`},
+			`server certificate of {endpoint} is not valid for "elsewhere.attlsd.test"; ` +
+				"set server_name to a name it holds", false},
+		{"expired", sserver(expired, ""),
+			[]string{trustAttr(filepath.Join(expired, "ca.pem"))}, nil,
+			"server certificate of {endpoint} has expired or is not yet valid " +
+				"(check the clocks)", false},
+		{"client-cert-required/TLSv1.2", sserver(certDir, caFile()),
+			[]string{tlsVersion("1.2")}, nil, needCert, false},
+		{"client-cert-required/TLSv1.3", sserver(certDir, caFile()),
+			[]string{tlsVersion("1.3")}, nil, needCert, false},
+		{"client-cert-rejected/TLSv1.2", sserver(certDir, filepath.Join(other, "ca.pem")),
+			append(clientCertAttrs(), tlsVersion("1.2")), nil, rejected, false},
+		{"client-cert-rejected/TLSv1.3", sserver(certDir, filepath.Join(other, "ca.pem")),
+			append(clientCertAttrs(), tlsVersion("1.3")), nil, rejected, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			endpoint := tt.endpoint(t)
+			d := outboundDaemon(t, endpoint, tt.envAttrs, tt.ruleAttrs)
+
+			start := time.Now()
+			app := appWaits(t, d.addr("127.0.0.1", 0))
+			elapsed := time.Since(start)
+			switch {
+			case tt.slow && (elapsed < 900*time.Millisecond || elapsed > 3*time.Second):
+				t.Errorf("app connection closed after %s, want about 1s (handshake_timeout)",
+					elapsed)
+			case !tt.slow && elapsed > 3*time.Second:
+				t.Errorf("app connection closed after %s, want at once", elapsed)
+			}
+
+			line := d.closeLine(t, app)
+			checkCloseLine(t, line, map[string]string{"level": "error", "rule": outRule,
+				"direction": "outbound", "endpoint": endpoint})
+			want := strings.ReplaceAll(tt.reason, "{endpoint}", endpoint)
+			if !strings.Contains(line.str("reason"), want) {
+				t.Errorf("close line reason:\n got %q\nwant it to hold %q", line.str("reason"), want)
+			}
+		})
+	}
+}
+
+// appWaits connects to addr as an app that sends a request and waits for
+// an answer, and returns once attlsd has closed the connection. Reading
+// anything fails the test. It returns the app's address.
+func appWaits(t *testing.T, addr string) string {
+	t.Helper()
+	c := dialTCP(t, addr)
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatalf("app write: %v", err)
+	}
+	n, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Fatalf("app connection still open after %s", ioTimeout)
+	case err != nil && !errIsClosed(err):
+		t.Errorf("app read: got %v, want EOF or a reset", err)
+	case n != 0:
+		t.Errorf("app read %d bytes from a failed endpoint, want none", n)
+	}
+	return c.LocalAddr().String()
+}
+
+// TestOutboundTLSInsideTLS has the app speak TLS itself into the outbound
+// port, with Go's crypto/tls and with openssl s_client. attlsd must
+// refuse the ClientHello instead of wrapping it in its own TLS: the app's
+// handshake fails, nothing of it reaches the endpoint, and the log says
+// what is wrong and what to do.
+func TestOutboundTLSInsideTLS(t *testing.T) {
+	tests := []struct {
+		name string
+		app  func(t *testing.T, addr string)
+	}{
+		{"go-crypto-tls", func(t *testing.T, addr string) {
+			c := tls.Client(dialTCP(t, addr), clientTLS(t))
+			if err := c.Handshake(); err == nil {
+				t.Errorf("app's own TLS handshake through an outbound rule: got success, want failure")
+			}
+		}},
+		{"openssl-s_client", func(t *testing.T, addr string) {
+			openssl := needTool(t, "openssl", "openssl")
+			_, stderr, code := run(t, "", openssl, "s_client", "-connect", addr,
+				"-servername", "localhost", "-CAfile", caFile())
+			if code == 0 {
+				t.Errorf("s_client through an outbound rule: got exit 0, want failure\n%s", stderr)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := make(chan digest, 1)
+			endpoint := startTLSEndpoint(t, endpointTLS(t, certDir), func(c *tls.Conn) {
+				offer(got, newDigest(hashAll(c)))
+			})
+			d := outboundDaemon(t, endpoint, nil, nil)
+
+			tt.app(t, d.addr("127.0.0.1", 0))
+			line, err := d.log.wait(logTimeout, d.exited, isMessage("connection closed"))
+			if err != nil {
+				t.Fatalf("close line: %v\nattlsd log:\n%s", err, d.log.text())
+			}
+			checkCloseLine(t, line, map[string]string{"level": "warn", "rule": outRule,
+				"direction": "outbound"})
+			const want = "the app sent a TLS ClientHello into an outbound rule (TLS inside TLS): " +
+				"make the app speak cleartext to this port"
+			if !strings.HasPrefix(line.str("reason"), want) {
+				t.Errorf("close line reason:\n got %q\nwant %q...", line.str("reason"), want)
+			}
+			if line.num("bytes_in") != 0 {
+				t.Errorf("close line bytes_in: got %v, want 0", line.num("bytes_in"))
+			}
+			if g := receive(t, got, "endpoint end of stream"); g.n != 0 {
+				t.Errorf("endpoint read %d bytes of the app's ClientHello, want none", g.n)
+			}
+		})
+	}
+}
+
+// TestOutboundLargeTransfer sends 64 MiB each way at the same time
+// through an outbound rule, cleartext app to TLS endpoint and back, and
+// compares SHA-256 digests at both ends.
+func TestOutboundLargeTransfer(t *testing.T) {
+	const size = 64 << 20
+	type result struct{ sent, got digest }
+	endpointDone := make(chan result, 1)
+	endpoint := startTLSEndpoint(t, endpointTLS(t, certDir), func(c *tls.Conn) {
+		sent := make(chan digest, 1)
+		go func() {
+			sum, err := writePattern(c, size, 51)
+			if err == nil {
+				err = c.CloseWrite()
+			}
+			sent <- digest{n: size, sum: sum, err: err}
+		}()
+		got := newDigest(hashAll(c))
+		offer(endpointDone, result{<-sent, got})
+	})
+	d := outboundDaemon(t, endpoint, nil, nil)
+
+	app := dialTCP(t, d.addr("127.0.0.1", 0))
+	sent := make(chan digest, 1)
+	go func() {
+		sum, err := writePattern(app, size, 15)
+		if err == nil {
+			err = app.CloseWrite()
+		}
+		sent <- digest{n: size, sum: sum, err: err}
+	}()
+	appGot := newDigest(hashAll(app))
+	appSent := receive(t, sent, "app write")
+	ep := receive(t, endpointDone, "endpoint result")
+
+	if !ep.got.equal(appSent) {
+		t.Errorf("app to endpoint: endpoint got %v, app sent %v", ep.got, appSent)
+	}
+	if !appGot.equal(ep.sent) {
+		t.Errorf("endpoint to app: app got %v, endpoint sent %v", appGot, ep.sent)
+	}
+	checkClean(t, d, app.LocalAddr().String(), size, size)
+}
+
+// TestOutboundHalfClose checks that an end of stream crosses an outbound
+// rule in each direction while the other direction keeps flowing, in TLS
+// 1.3 and 1.2: the app half-closes first (TCP FIN) and still gets an
+// answer the endpoint sends only after it saw EOF; or the endpoint ends
+// its side first (close_notify, or a bare FIN) and still receives what
+// the app sends after it read EOF.
+func TestOutboundHalfClose(t *testing.T) {
+	for _, version := range []string{"1.3", "1.2"} {
+		t.Run("app-first/TLSv"+version, func(t *testing.T) {
+			testAppFirst(t, version)
+		})
+		for _, hc := range halfCloses {
+			t.Run("endpoint-first/"+hc.name+"/TLSv"+version, func(t *testing.T) {
+				testEndpointFirst(t, version, hc.end)
+			})
+		}
+	}
+}
+
+// testAppFirst: the app sends, half-closes, then reads an answer the
+// endpoint writes only after it saw EOF.
+func testAppFirst(t *testing.T, version string) {
+	request, response := pattern(3000, 52), pattern(200_000, 53)
+	got := make(chan digest, 1)
+	endpoint := startTLSEndpoint(t, endpointTLS(t, certDir), func(c *tls.Conn) {
+		offer(got, newDigest(hashAll(c)))
+		c.Write(response)
+		c.CloseWrite()
+	})
+	d := outboundDaemon(t, endpoint, []string{tlsVersion(version)}, nil)
+
+	app := dialTCP(t, d.addr("127.0.0.1", 0))
+	if _, err := app.Write(request); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.CloseWrite(); err != nil {
+		t.Fatalf("app half-close: %v", err)
+	}
+	if g, want := receive(t, got, "endpoint EOF"), digestOf(request); !g.equal(want) {
+		t.Errorf("endpoint read: got %v, want %v then EOF", g, want)
+	}
+	if g, want := newDigest(hashAll(app)), digestOf(response); !g.equal(want) {
+		t.Errorf("app read after its half-close: got %v, want %v", g, want)
+	}
+	line := d.closeLine(t, app.LocalAddr().String())
+	checkCloseLine(t, line, map[string]string{"level": "info", "reason": "closed",
+		"tls_version": "TLSv" + version})
+	checkAppBytes(t, line, len(request), len(response))
+}
+
+// testEndpointFirst: the endpoint sends and ends its side; the app reads
+// to EOF, then sends, and the endpoint still receives it all.
+func testEndpointFirst(t *testing.T, version string, end func(*tls.Conn) error) {
+	greeting, late := pattern(100_000, 54), pattern(5000, 55)
+	got := make(chan digest, 1)
+	endpoint := startTLSEndpoint(t, endpointTLS(t, certDir), func(c *tls.Conn) {
+		c.Write(greeting)
+		if err := end(c); err != nil {
+			offer(got, digest{err: fmt.Errorf("endpoint half-close: %w", err)})
+			return
+		}
+		offer(got, newDigest(hashAll(c)))
+	})
+	d := outboundDaemon(t, endpoint, []string{tlsVersion(version)}, nil)
+
+	app := dialTCP(t, d.addr("127.0.0.1", 0))
+	if g, want := newDigest(hashAll(app)), digestOf(greeting); !g.equal(want) {
+		t.Fatalf("app read: got %v, want %v then EOF", g, want)
+	}
+	if _, err := app.Write(late); err != nil {
+		t.Fatalf("app write after EOF from the endpoint: %v", err)
+	}
+	if err := app.CloseWrite(); err != nil {
+		t.Fatalf("app half-close: %v", err)
+	}
+	if g, want := receive(t, got, "endpoint EOF"), digestOf(late); !g.equal(want) {
+		t.Errorf("endpoint read after its half-close: got %v, want %v", g, want)
+	}
+	line := d.closeLine(t, app.LocalAddr().String())
+	checkCloseLine(t, line, map[string]string{"level": "info", "reason": "closed",
+		"tls_version": "TLSv" + version})
+	checkAppBytes(t, line, len(late), len(greeting))
+}
+
+// TestOutboundDNSChange checks that a rule whose endpoint is a host name
+// resolves it for every connection, and tries each address in turn. The
+// daemon runs with a private /etc/hosts that the test rewrites; two Go
+// endpoints on 127.0.0.2 and 127.0.0.3, on one port, answer with their
+// own address.
+func TestOutboundDNSChange(t *testing.T) {
+	unshare := needHostsNamespace(t)
+	const (
+		flip = "dnsflip.attlsd.test" // moves from 127.0.0.2 to 127.0.0.3
+		both = "dnsboth.attlsd.test" // 127.0.0.4, where nothing listens, then 127.0.0.2
+		dead = "dnsdead.attlsd.test" // 127.0.0.4 only
+	)
+	pki := newPKI(t, flip, both, dead)
+	port := identityEndpoints(t, endpointTLS(t, pki), "127.0.0.2", "127.0.0.3")
+	at := func(host string) string { return net.JoinHostPort(host, itoa(port)) }
+	if c, err := net.DialTimeout("tcp", at("127.0.0.4"), time.Second); err == nil {
+		c.Close()
+		t.Fatalf("something listens on %s, which must refuse", at("127.0.0.4"))
+	}
+
+	hostsText := func(flipAddr string) string {
+		// The resolver keeps this order for IPv4 loopback addresses
+		// (RFC 6724 rule 10), so 127.0.0.4 is tried first for both.
+		return "127.0.0.1 localhost\n" + flipAddr + " " + flip + "\n" +
+			"127.0.0.4 " + both + "\n127.0.0.2 " + both + "\n127.0.0.4 " + dead + "\n"
+	}
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	writeFile(t, hosts, hostsText("127.0.0.2"))
+	d := startDaemonWithHosts(t, unshare, hosts, 3, func(p []int) string {
+		return block("environment", outEnv, trustAttr(filepath.Join(pki, "ca.pem"))) +
+			portMappedRule("flip", p[0], at(flip)) +
+			portMappedRule("both", p[1], at(both)) +
+			portMappedRule("dead", p[2], at(dead))
+	})
+
+	t.Run("only-address-refuses", func(t *testing.T) {
+		app := appWaits(t, d.addr("127.0.0.1", 2))
+		line := d.closeLine(t, app)
+		checkCloseLine(t, line, map[string]string{"level": "error", "rule": "dead"})
+		want := "connect to " + at(dead) + ": dial tcp " + at("127.0.0.4") + ": "
+		if r := line.str("reason"); !strings.HasPrefix(r, want) ||
+			!strings.HasSuffix(r, "connection refused") {
+			t.Errorf("close line reason:\n got %q\nwant %q...connection refused", r, want)
+		}
+	})
+	t.Run("first-address-refuses", func(t *testing.T) {
+		checkIdentity(t, d, 1, "both", both, "127.0.0.2", port)
+	})
+	t.Run("address-changes", func(t *testing.T) {
+		checkIdentity(t, d, 0, "flip", flip, "127.0.0.2", port)
+
+		writeFile(t, hosts, hostsText("127.0.0.3")) // in place: same inode
+		changed := time.Now()
+		// Go's resolver reads /etc/hosts again at most every 5 s.
+		deadline := changed.Add(20 * time.Second)
+		for {
+			id, _, err := askIdentity(d.addr("127.0.0.1", 0))
+			if err == nil && id == "127.0.0.3" {
+				break
+			}
+			if err == nil && id != "127.0.0.2" {
+				t.Fatalf("endpoint identity: got %q, want 127.0.0.2 or 127.0.0.3", id)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connections still reach %q (%v) %s after the hosts file changed",
+					id, err, time.Since(changed).Round(time.Millisecond))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("new address reached %s after the change",
+			time.Since(changed).Round(time.Millisecond))
+		checkIdentity(t, d, 0, "flip", flip, "127.0.0.3", port)
+	})
+}
+
+// identityEndpoints runs a Go TLS endpoint on each of hosts, all on one
+// port, each answering with its own host and closing, and returns the
+// port.
+func identityEndpoints(t *testing.T, cfg *tls.Config, hosts ...string) int {
+	t.Helper()
+	for try := 1; ; try++ {
+		port, err := tryIdentityEndpoints(t, cfg, hosts)
+		if err == nil {
+			return port
+		}
+		if try == bindRetries {
+			t.Fatalf("identity endpoints on one port: %v", err)
+		}
+	}
+}
+
+func tryIdentityEndpoints(t *testing.T, cfg *tls.Config, hosts []string) (int, error) {
+	port := 0
+	for _, h := range hosts {
+		ln, err := listenTLSEndpoint(t, net.JoinHostPort(h, itoa(port)), cfg,
+			func(c *tls.Conn) {
+				io.WriteString(c, h)
+				c.CloseWrite()
+				io.Copy(io.Discard, c)
+			})
+		if err != nil {
+			return 0, err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+	}
+	return port, nil
+}
+
+// askIdentity connects to an outbound port as an app, half-closes and
+// returns what the endpoint answered, and the app's address.
+func askIdentity(addr string) (id, app string, err error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return "", "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), c.LocalAddr().String(), err
+}
+
+// checkIdentity asks the endpoint of listener i who it is, wants ip, and
+// checks the close line: rule, the host name as endpoint and SNI, and ip
+// as the address attlsd reached.
+func checkIdentity(t *testing.T, d *daemon, i int, rule, name, ip string, port int) {
+	t.Helper()
+	id, app, err := askIdentity(d.addr("127.0.0.1", i))
+	if err != nil || id != ip {
+		t.Fatalf("endpoint identity through rule %q: got %q, %v; want %q", rule, id, err, ip)
+	}
+	checkCloseLine(t, d.closeLine(t, app), map[string]string{"level": "info",
+		"reason": "closed", "rule": rule, "sni": name,
+		"endpoint": net.JoinHostPort(name, itoa(port)),
+		"remote":   net.JoinHostPort(ip, itoa(port))})
+}
