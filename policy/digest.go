@@ -21,8 +21,8 @@ func envDigest(env *Environment) [32]byte {
 			writeBlob(h, "cert", der)
 		}
 	}
-	for _, der := range env.trustRaw {
-		writeBlob(h, "trust", der)
+	for _, c := range env.trusted {
+		writeBlob(h, "trust", c.Raw)
 	}
 	return [32]byte(h.Sum(nil))
 }
@@ -36,6 +36,8 @@ func ruleDigest(r *Rule) [32]byte {
 	fmt.Fprintf(h, "endpoint=%s name=%q remote=%d-%d any=%t connect=%s\n",
 		r.Endpoint, r.ServerName, r.FirstRemotePort, r.LastRemotePort, r.AnyRemote,
 		r.ConnectTimeout)
+	fmt.Fprintf(h, "max=%d idle=%s half_close=%s\n", r.MaxConnections, r.IdleTimeout,
+		r.HalfCloseTimeout)
 	if r.Environment != nil {
 		h.Write(r.Environment.Digest[:])
 	}

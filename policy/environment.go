@@ -135,7 +135,7 @@ func (d *decoder) trust(env *Environment, attr *hcl.Attribute) {
 		}
 		for _, c := range chain {
 			pool.AddCert(c)
-			env.trustRaw = append(env.trustRaw, c.Raw)
+			env.trusted = append(env.trusted, c)
 		}
 	}
 	if ok && len(env.TrustFiles) > 0 {

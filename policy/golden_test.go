@@ -92,16 +92,9 @@ func renderEnvironment(b *strings.Builder, e *Environment) {
 		e.CipherSuites, e.Curves, e.ALPN, e.HandshakeTimeout)
 }
 
-// listenerKinds names listener kinds in golden files.
-var listenerKinds = map[ListenerKind]string{
-	ListenInbound:   "inbound",
-	ListenOutbound:  "outbound",
-	ListenIntercept: "intercept",
-}
-
 // renderListener writes a listener's line, then one line per rule.
 func renderListener(b *strings.Builder, l *Listener) {
-	fmt.Fprintf(b, "listener %s %s", l.Addr, listenerKinds[l.Kind])
+	fmt.Fprintf(b, "listener %s %s", l.Addr, l.Kind)
 	if l.Intercept != "" {
 		fmt.Fprintf(b, " %s", l.Intercept)
 	}
@@ -124,8 +117,15 @@ func renderRule(b *strings.Builder, r *Rule) {
 	if r.Environment != nil {
 		env = r.Environment.Name
 	}
-	fmt.Fprintf(b, " tls=%v env=%s client_auth=%s backend=%s/%s proxy=%s\n",
+	fmt.Fprintf(b, " tls=%v env=%s client_auth=%s backend=%s/%s proxy=%s",
 		r.TLS, env, r.ClientAuth, r.Backend.Network, r.Backend.Address, r.ProxyProtocol)
+	renderLimits(b, r)
+}
+
+// renderLimits ends a rule's line with its connection limits.
+func renderLimits(b *strings.Builder, r *Rule) {
+	fmt.Fprintf(b, " max=%d idle=%s half_close=%s\n", r.MaxConnections, r.IdleTimeout,
+		r.HalfCloseTimeout)
 }
 
 // renderOutbound writes one line for an outbound rule, port-mapped or
@@ -143,8 +143,9 @@ func renderOutbound(b *strings.Builder, r *Rule) {
 		fmt.Fprintf(b, " ports=%d-%d address=%s endpoint=%s", r.FirstPort,
 			r.LastPort, addrString(r.Address), r.Endpoint)
 	}
-	fmt.Fprintf(b, " server_name=%q env=%s connect_timeout=%s\n", r.ServerName,
+	fmt.Fprintf(b, " server_name=%q env=%s connect_timeout=%s", r.ServerName,
 		r.Environment.Name, r.ConnectTimeout)
+	renderLimits(b, r)
 }
 
 // addrString prints a listen address, "all" when it is the zero Addr.

@@ -22,7 +22,7 @@ const (
 
 // inboundSchema lists what an inbound block may say.
 var inboundSchema = &hcl.BodySchema{
-	Attributes: withNotEmulated(
+	Attributes: withNotEmulated(withLimits(
 		hcl.AttributeSchema{Name: "port", Required: true},
 		hcl.AttributeSchema{Name: "address"},
 		hcl.AttributeSchema{Name: "remote_addresses"},
@@ -32,7 +32,7 @@ var inboundSchema = &hcl.BodySchema{
 		hcl.AttributeSchema{Name: "client_auth"},
 		hcl.AttributeSchema{Name: "backend", Required: true},
 		hcl.AttributeSchema{Name: "proxy_protocol"},
-	),
+	)...),
 }
 
 // clientAuthNames maps the policy spelling of client_auth to its mode.
@@ -86,6 +86,7 @@ func (d *decoder) inbound(block *hcl.Block, envs map[string]*envSource) *ruleSou
 	r.ClientAuth = enum(d, a["client_auth"], clientAuthNames, ClientAuthNone)
 	r.Backend = d.backend(a["backend"])
 	r.ProxyProtocol = enum(d, a["proxy_protocol"], proxyProtocolNames, ProxyV2)
+	d.limits(r, a)
 
 	if r.TLS {
 		d.tlsRule(src, envs)

@@ -11,7 +11,7 @@ import (
 // outboundSchema lists what an outbound block may say. The inbound-only
 // attributes are listed so that inboundOnly can say why they are refused.
 var outboundSchema = &hcl.BodySchema{
-	Attributes: withInboundOnly(withNotEmulated(
+	Attributes: withInboundOnly(withNotEmulated(withLimits(
 		hcl.AttributeSchema{Name: "port"},
 		hcl.AttributeSchema{Name: "address"},
 		hcl.AttributeSchema{Name: "endpoint"},
@@ -21,7 +21,7 @@ var outboundSchema = &hcl.BodySchema{
 		hcl.AttributeSchema{Name: "environment", Required: true},
 		hcl.AttributeSchema{Name: "priority"},
 		hcl.AttributeSchema{Name: "connect_timeout"},
-	)),
+	)...)),
 }
 
 // inboundOnlyNames maps the inbound attributes refused on an outbound rule
@@ -72,6 +72,7 @@ func (d *decoder) outbound(block *hcl.Block, envs map[string]*envSource) *ruleSo
 	d.original(src, mode)
 	r.ServerName = d.serverName(a["server_name"], r.ServerName)
 	r.ConnectTimeout = d.duration(a["connect_timeout"], DefaultConnectTimeout)
+	d.limits(r, a)
 	d.clientRule(src, envs)
 	return src
 }

@@ -95,9 +95,13 @@ type Environment struct {
 	// Digest sums the environment's settings and the certificates it
 	// loaded: equal digests mean the same TLS behaviour.
 	Digest [32]byte
-	// trustRaw holds the DER of every trusted certificate, for Digest.
-	trustRaw [][]byte
+	// trusted holds every certificate of Trust, in file order.
+	trusted []*x509.Certificate
 }
+
+// TrustCerts returns the certificates of the environment's trust bundles,
+// in file order.
+func (e *Environment) TrustCerts() []*x509.Certificate { return e.trusted }
 
 // Backend is where an inbound rule forwards the cleartext stream.
 type Backend struct {
@@ -191,6 +195,22 @@ type Rule struct {
 	// ConnectTimeout bounds the TCP connect to the endpoint.
 	ConnectTimeout time.Duration
 
+	// Limits, on every rule.
+
+	// MaxConnections bounds the rule's open connections; 0 is unlimited,
+	// the default.
+	MaxConnections int
+	// IdleTimeout closes a connection when no byte has moved either way
+	// for that long; 0 is none, the default, as AT-TLS keeps idle
+	// connections.
+	IdleTimeout time.Duration
+	// HalfCloseTimeout closes a connection once one direction has ended
+	// and the open one stays silent that long; each byte in the open
+	// direction starts it again. The loader sets DefaultHalfCloseTimeout
+	// when the policy does not say; 0, only in a Rule built in code, is
+	// none.
+	HalfCloseTimeout time.Duration
+
 	// digest sums everything above and the environment's Digest: a rule
 	// with the same name and digest in two policies behaves the same.
 	digest [32]byte
@@ -236,6 +256,17 @@ const (
 	ListenOutbound                      // apps of port-mapped outbound rules
 	ListenIntercept                     // connections redirected by netfilter
 )
+
+// String returns "inbound", "outbound" or "intercept".
+func (k ListenerKind) String() string {
+	switch k {
+	case ListenOutbound:
+		return "outbound"
+	case ListenIntercept:
+		return "intercept"
+	}
+	return "inbound"
+}
 
 // Listener is one bound socket and the rules that share it, in AT-TLS
 // match order: priority high to low, then name.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // bufSize is one TLS record's largest plaintext (RFC 8446 5.1), so one
@@ -32,13 +34,91 @@ type side struct {
 	inspect func(first []byte) error
 }
 
+// timeouts bound how long a relay may stay silent. The zero value, or a
+// nil pointer, bounds nothing.
+//
+// No deadline is touched per read: each read only notes the time, and a
+// read deadline is set once per timeout period; when it fires, the pipe
+// checks the last byte either way and either ends the relay or moves the
+// deadline on.
+type timeouts struct {
+	idle      time.Duration // no byte either way for this long; 0: none
+	halfClose time.Duration // no byte in the open direction once the other has ended; 0: none
+
+	base  time.Time    // relay start, for monotonic times
+	last  atomic.Int64 // since base, of the last byte read either way
+	ended atomic.Bool  // one direction has ended
+}
+
+// silenceError ends a relay that a timeout found silent.
+type silenceError struct {
+	what string
+	d    time.Duration
+}
+
+func (e *silenceError) Error() string {
+	return fmt.Sprintf("%s: no byte for %s", e.what, e.d)
+}
+
+// limit returns the silence allowed now and what it is called.
+func (t *timeouts) limit() (time.Duration, string) {
+	if t.ended.Load() {
+		return t.halfClose, "half-close timeout"
+	}
+	return t.idle, "idle timeout"
+}
+
+// arm sets src's first read deadline.
+func (t *timeouts) arm(src net.Conn) {
+	if d, _ := t.limit(); d > 0 {
+		src.SetReadDeadline(time.Now().Add(d))
+	}
+}
+
+// touch notes a byte read.
+func (t *timeouts) touch() { t.last.Store(int64(time.Since(t.base))) }
+
+// expired is called when src's read deadline has passed: it returns the
+// error that ends the relay, or moves the deadline to the end of the
+// current allowance and returns nil.
+func (t *timeouts) expired(src net.Conn) error {
+	d, what := t.limit()
+	if d <= 0 {
+		src.SetReadDeadline(time.Time{})
+		return nil
+	}
+	last := t.base.Add(time.Duration(t.last.Load()))
+	if time.Since(last) >= d {
+		return &silenceError{what, d}
+	}
+	src.SetReadDeadline(last.Add(d))
+	return nil
+}
+
+// halfClosed switches the open direction, read from src, to the
+// half-close timeout.
+func (t *timeouts) halfClosed(src net.Conn) {
+	t.ended.Store(true)
+	t.touch()
+	if t.halfClose > 0 {
+		src.SetReadDeadline(time.Now().Add(t.halfClose))
+	} else {
+		src.SetReadDeadline(time.Time{})
+	}
+}
+
 // relay copies both ways between client and backend until both directions
 // have ended. An end of stream in one direction is passed on as a
 // half-close, so the other direction keeps flowing (a client that sends a
 // request and then FIN still gets the whole response). Any error in
 // either direction closes both connections. in and out count the bytes
-// delivered to the backend and to the client.
-func relay(client, backend side, in, out *atomic.Int64) error {
+// delivered to the backend and to the client. t, when not nil, bounds
+// silence.
+func relay(client, backend side, in, out *atomic.Int64, t *timeouts) error {
+	if t == nil {
+		t = &timeouts{}
+	}
+	t.base = time.Now()
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -49,15 +129,19 @@ func relay(client, backend side, in, out *atomic.Int64) error {
 
 	errc := make(chan error, 1)
 	go func() {
-		err := pipe(backend, client, in)
+		err := pipe(backend, client, in, t)
 		if err != nil {
 			abort()
+		} else {
+			t.halfClosed(backend.conn)
 		}
 		errc <- err
 	}()
-	errOut := pipe(client, backend, out)
+	errOut := pipe(client, backend, out, t)
 	if errOut != nil {
 		abort()
+	} else {
+		t.halfClosed(client.conn)
 	}
 	errIn := <-errc
 	abort()
@@ -74,31 +158,42 @@ func relay(client, backend side, in, out *atomic.Int64) error {
 }
 
 // pipe copies src to dst with a pooled buffer until src ends, then
-// half-closes dst. It returns nil after a clean end of stream.
-func pipe(dst, src side, n *atomic.Int64) error {
+// half-closes dst. It returns nil after a clean end of stream. t, when
+// not nil, bounds silence.
+func pipe(dst, src side, n *atomic.Int64, t *timeouts) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
+	if t == nil {
+		t = &timeouts{base: time.Now()}
+	}
+	t.arm(src.conn)
 
 	for {
 		nr, rerr := src.conn.Read(buf)
-		if nr > 0 && src.inspect != nil {
-			if err := src.inspect(buf[:nr]); err != nil {
-				return err
-			}
-			src.inspect = nil
-		}
 		if nr > 0 {
+			t.touch()
+			if src.inspect != nil {
+				if err := src.inspect(buf[:nr]); err != nil {
+					return err
+				}
+				src.inspect = nil
+			}
 			nw, werr := dst.conn.Write(buf[:nr])
 			n.Add(int64(nw))
 			if werr != nil {
 				return fmt.Errorf("write to %s: %w", dst.name, werr)
 			}
 		}
-		if rerr == io.EOF {
+		switch {
+		case rerr == nil:
+		case rerr == io.EOF:
 			return closeWrite(dst)
-		}
-		if rerr != nil {
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			if err := t.expired(src.conn); err != nil {
+				return err
+			}
+		default:
 			return fmt.Errorf("read from %s: %w", src.name, rerr)
 		}
 	}

@@ -38,13 +38,19 @@ func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 // returns the outer ends: what the client and the backend hold.
 func relayed(t *testing.T) (client, backend *net.TCPConn, done chan error) {
 	t.Helper()
+	return relayedWith(t, nil)
+}
+
+// relayedWith is relayed with silence bounds.
+func relayedWith(t *testing.T, to *timeouts) (client, backend *net.TCPConn, done chan error) {
+	t.Helper()
 	client, proxyClient := tcpPair(t)
 	proxyBackend, backend := tcpPair(t)
 	done = make(chan error, 1)
 	var in, out atomic.Int64
 	go func() {
 		done <- relay(side{conn: proxyClient, name: "client"},
-			side{conn: proxyBackend, name: "backend"}, &in, &out)
+			side{conn: proxyBackend, name: "backend"}, &in, &out, to)
 	}()
 	return client, backend, done
 }
@@ -162,7 +168,7 @@ func TestPipeAllocatesNothingPerRead(t *testing.T) {
 	const reads = 1000
 	allocs := testing.AllocsPerRun(20, func() {
 		src.reads = reads
-		if err := pipe(side{conn: dst, name: "client"}, side{conn: src, name: "backend"}, &n); err != nil {
+		if err := pipe(side{conn: dst, name: "client"}, side{conn: src, name: "backend"}, &n, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -191,7 +197,7 @@ func BenchmarkPipeTCP(b *testing.B) {
 	b.SetBytes(bufSize)
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := pipe(side{conn: dstW, name: "backend"}, side{conn: srcR, name: "client"}, &n); err != nil {
+	if err := pipe(side{conn: dstW, name: "backend"}, side{conn: srcR, name: "client"}, &n, nil); err != nil {
 		b.Fatal(err)
 	}
 }

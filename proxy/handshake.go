@@ -27,9 +27,13 @@ const (
 // refusal is why a connection ended before any byte reached a backend.
 type refusal struct {
 	reason  string
-	code    int  // an AT-TLS code, or 0
-	routine bool // an ordinary internet ending, not worth a warning
-	err     error
+	kind    string // a short label for metrics, such as "no_rule"
+	code    int    // an AT-TLS code, or 0
+	routine bool   // an ordinary internet ending, not worth a warning
+	// handshake marks a failed TLS handshake, counted apart from other
+	// refusals.
+	handshake bool
+	err       error
 }
 
 func (r *refusal) Error() string {
@@ -53,7 +57,8 @@ func handshake(raw net.Conn, r *policy.Rule) (*tls.Conn, error) {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("no handshake within %s", timeout)
-			return nil, &refusal{reason: "handshake timed out", code: CodeTimeout, err: err}
+			return nil, &refusal{reason: "handshake timed out", kind: "handshake_timeout",
+				code: CodeTimeout, handshake: true, err: err}
 		}
 		return nil, classify(err)
 	}
@@ -66,17 +71,19 @@ func classify(err error) *refusal {
 	var verr *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &rec):
-		return &refusal{reason: "cleartext or garbage on a TLS port",
-			code: CodeCleartext, err: err}
+		return &refusal{reason: "cleartext or garbage on a TLS port", kind: "cleartext",
+			code: CodeCleartext, handshake: true, err: err}
 	case errors.As(err, &verr):
-		return &refusal{reason: "client certificate not verified", err: verr.Err}
+		return &refusal{reason: "client certificate not verified",
+			kind: "client_cert_unverified", handshake: true, err: verr.Err}
 	case noClientCert(err):
 		return &refusal{reason: "client certificate required, none sent",
-			code: CodeNoClientCert}
+			kind: "client_cert_required", code: CodeNoClientCert, handshake: true}
 	case ordinaryEnd(err):
-		return &refusal{reason: "client left during handshake", routine: true}
+		return &refusal{reason: "client left during handshake", kind: "client_left",
+			routine: true, handshake: true}
 	}
-	return &refusal{reason: "handshake failed", err: err}
+	return &refusal{reason: "handshake failed", kind: "handshake_failed", handshake: true, err: err}
 }
 
 // noClientCert matches crypto/tls's error for RequireAndVerifyClientCert

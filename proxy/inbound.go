@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/attlsd/attlsd/internal/logkey"
 	"github.com/attlsd/attlsd/policy"
@@ -17,31 +18,34 @@ func (c *conn) inbound(ctx context.Context, l *policy.Listener) error {
 	if err != nil {
 		return err
 	}
-	c.fields = c.fields.Str(logkey.Rule, rule.Name).
-		Str(logkey.Backend, rule.Backend.String())
+	c.fields = c.fields.Str(logkey.Backend, rule.Backend.String())
+	c.update(func(i *ConnInfo) { i.Target = rule.Backend.String() })
 
 	client := c.raw
 	meta := Meta{Client: c.raw.RemoteAddr(), Local: c.raw.LocalAddr(),
-		ConnID: c.id, Rule: rule.Name}
+		ConnID: c.info.ID, Rule: rule.Name}
 	if rule.TLS {
+		began := time.Now()
 		tc, err := handshake(c.raw, rule)
 		if err != nil {
 			return err
 		}
+		c.s.obs.Handshake(c.dir, time.Since(began))
 		client = tc
 		c.describeTLS(tc, rule, &meta)
 	}
 
 	backend, err := dial(ctx, rule.Backend)
 	if err != nil {
-		return &remoteError{fmt.Errorf("dial %s: %w", rule.Backend, err)}
+		return &remoteError{err: fmt.Errorf("dial %s: %w", rule.Backend, err)}
 	}
 	if err := writeHeader(backend, rule.ProxyProtocol, &meta); err != nil {
 		backend.Close()
-		return &remoteError{err}
+		return &remoteError{err: err}
 	}
+	c.upstream(backend)
 	return relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
-		&c.in, &c.out)
+		&c.in, &c.out, ruleTimeouts(rule))
 }
 
 // describeTLS records the negotiated parameters in the log fields and the
@@ -53,6 +57,11 @@ func (c *conn) describeTLS(tc *tls.Conn, rule *policy.Rule, m *Meta) {
 	if p := rule.Environment.Pair; p != nil {
 		m.SigScheme = sigScheme(cs.Version, p.Leaf)
 	}
+	c.update(func(i *ConnInfo) {
+		i.TLSVersion = versionName(cs.Version)
+		i.Cipher = tls.CipherSuiteName(cs.CipherSuite)
+		i.SNI, i.ALPN = cs.ServerName, cs.NegotiatedProtocol
+	})
 	c.fields = c.fields.Str(logkey.SNI, cs.ServerName).
 		Str(logkey.ALPN, cs.NegotiatedProtocol).
 		Str(logkey.TLSVersion, versionName(cs.Version)).

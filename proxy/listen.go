@@ -84,7 +84,7 @@ func (s *Server) serve(l *listener, raw net.Conn) {
 	}
 	if pl == nil {
 		// Accepted just before a reload removed the listener.
-		c.finish(&refusal{reason: "listener removed by a policy reload"})
+		c.finish(&refusal{reason: "listener removed by a policy reload", kind: "no_rule"})
 		return
 	}
 	c.serve(s.ctx, g.policy, pl)

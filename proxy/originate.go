@@ -20,12 +20,13 @@ import (
 // resolved on every call, so a DNS change reaches the next connection, and
 // when it has several addresses each is tried in turn.
 // control, when not nil, is the dialer's socket hook (the loop guard).
+// It also returns how long the handshake took.
 func originate(ctx context.Context, rule *policy.Rule, endpoint, name string,
-	control func(string, string, syscall.RawConn) error) (*tls.Conn, error) {
+	control func(string, string, syscall.RawConn) error) (*tls.Conn, time.Duration, error) {
 	d := net.Dialer{Timeout: rule.ConnectTimeout, Control: control}
 	raw, err := d.DialContext(ctx, "tcp", endpoint)
 	if err != nil {
-		return nil, &remoteError{dialError(endpoint, rule.ConnectTimeout, err)}
+		return nil, 0, dialError(endpoint, rule.ConnectTimeout, err)
 	}
 
 	// A clone shares the rule's session cache. Without a certificate of
@@ -50,26 +51,30 @@ func originate(ctx context.Context, rule *policy.Rule, endpoint, name string,
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tc := tls.Client(raw, cfg)
+	began := time.Now()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
 		if hctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no handshake within %s", timeout)
 		}
-		return nil, &remoteError{clientHandshakeError(endpoint, name, rule, asked, err)}
+		return nil, 0, clientHandshakeError(endpoint, name, rule, asked, err)
 	}
-	return tc, nil
+	return tc, time.Since(began), nil
 }
 
 // dialError words a failed connect for an operator.
-func dialError(endpoint string, timeout time.Duration, err error) error {
+func dialError(endpoint string, timeout time.Duration, err error) *remoteError {
 	var dnsErr *net.DNSError
 	switch {
 	case errors.As(err, &dnsErr):
-		return fmt.Errorf("resolve %s: %w", dnsErr.Name, err)
+		return &remoteError{fmt.Errorf("resolve %s: %w", dnsErr.Name, err), "resolve"}
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-		return fmt.Errorf("connect to %s: no answer within %s", endpoint, timeout)
+		return &remoteError{fmt.Errorf("connect to %s: no answer within %s", endpoint, timeout),
+			"connect_timeout"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &remoteError{fmt.Errorf("connect to %s: %w", endpoint, err), "connect_refused"}
 	}
-	return fmt.Errorf("connect to %s: %w", endpoint, err)
+	return &remoteError{fmt.Errorf("connect to %s: %w", endpoint, err), "connect_failed"}
 }
 
 func isTimeout(err error) bool {
@@ -81,27 +86,30 @@ func isTimeout(err error) bool {
 // to change, in the terms of the policy. asked tells whether the server
 // asked for a client certificate.
 func clientHandshakeError(endpoint, name string, rule *policy.Rule, asked bool,
-	err error) error {
+	err error) *remoteError {
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &unknown):
-		return fmt.Errorf("server certificate of %s is signed by an unknown authority; "+
-			"add its CA to trust in environment %q: %w", endpoint, rule.Environment.Name, err)
+		return &remoteError{fmt.Errorf("server certificate of %s is signed by an unknown authority; "+
+			"add its CA to trust in environment %q: %w", endpoint, rule.Environment.Name, err),
+			"unknown_authority"}
 	case errors.As(err, &host):
-		return fmt.Errorf("server certificate of %s is not valid for %q; "+
-			"set server_name to a name it holds: %w", endpoint, name, err)
+		return &remoteError{fmt.Errorf("server certificate of %s is not valid for %q; "+
+			"set server_name to a name it holds: %w", endpoint, name, err), "name_mismatch"}
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
-		return fmt.Errorf("server certificate of %s has expired or is not yet valid "+
-			"(check the clocks): %w", endpoint, err)
+		return &remoteError{fmt.Errorf("server certificate of %s has expired or is not yet valid "+
+			"(check the clocks): %w", endpoint, err), "expired"}
 	case certRejected(err):
 		return clientCertError(endpoint, rule, err)
 	case asked && rule.Environment.Pair == nil && remoteAlert(err):
 		// Refused after asking for a certificate that was not sent.
 		return clientCertError(endpoint, rule, err)
+	case strings.HasPrefix(err.Error(), "no handshake within"):
+		return &remoteError{fmt.Errorf("handshake with %s: %w", endpoint, err), "handshake_timeout"}
 	}
-	return fmt.Errorf("handshake with %s: %w", endpoint, err)
+	return &remoteError{fmt.Errorf("handshake with %s: %w", endpoint, err), "handshake_failed"}
 }
 
 // certRejected reports a TLS alert by which a server refuses the client's
@@ -129,13 +137,14 @@ func remoteAlert(err error) bool {
 }
 
 // clientCertError words a server's refusal of attlsd's client certificate.
-func clientCertError(endpoint string, rule *policy.Rule, err error) error {
+func clientCertError(endpoint string, rule *policy.Rule, err error) *remoteError {
 	if rule.Environment.Pair == nil {
-		return fmt.Errorf("%s requires a client certificate; set certificate and "+
-			"private_key in environment %q: %w", endpoint, rule.Environment.Name, err)
+		return &remoteError{fmt.Errorf("%s requires a client certificate; set certificate and "+
+			"private_key in environment %q: %w", endpoint, rule.Environment.Name, err),
+			"client_cert_required"}
 	}
-	return fmt.Errorf("%s rejected the client certificate of environment %q: %w",
-		endpoint, rule.Environment.Name, err)
+	return &remoteError{fmt.Errorf("%s rejected the client certificate of environment %q: %w",
+		endpoint, rule.Environment.Name, err), "client_cert_rejected"}
 }
 
 // rejectedLate rewords a relay that ended on a certificate alert. In TLS
@@ -146,5 +155,5 @@ func rejectedLate(endpoint string, rule *policy.Rule, err error) error {
 	if !certRejected(err) {
 		return err
 	}
-	return &remoteError{clientCertError(endpoint, rule, err)}
+	return clientCertError(endpoint, rule, err)
 }

@@ -26,28 +26,31 @@ func (c *conn) portMapped(ctx context.Context, l *policy.Listener) error {
 func (c *conn) intercepted(ctx context.Context, p *policy.Policy) error {
 	dst, err := originalDst(c.raw)
 	if err != nil {
-		return &refusal{reason: "no original destination", err: err}
+		return &refusal{reason: "no original destination", kind: "not_redirected", err: err}
 	}
 	if sameAddr(dst, c.raw.LocalAddr()) {
-		return &refusal{reason: "connection was not redirected: " +
+		return &refusal{kind: "not_redirected", reason: "connection was not redirected: " +
 			"an app must connect to its real destination and netfilter redirect it here"}
 	}
 	if from, err := netip.ParseAddrPort(c.raw.RemoteAddr().String()); err == nil &&
-		c.loops.looped(from, dst) {
-		return &refusal{reason: "redirect loop: attlsd's own connection to " + dst.String() +
+		c.s.loops.looped(from, dst) {
+		return &refusal{kind: "redirect_loop", reason: "redirect loop: attlsd's own connection to " + dst.String() +
 			" was redirected back to it; exclude attlsd's traffic from the redirect " +
 			"(for example iptables -m owner ! --uid-owner attlsd)"}
 	}
 	rule := p.MatchOriginal(dst)
 	if rule == nil {
 		c.fields = c.fields.Str(logkey.Endpoint, dst.String())
-		return &refusal{reason: "no outbound rule takes destination " + dst.String()}
+		return &refusal{reason: "no outbound rule takes destination " + dst.String(), kind: "no_rule"}
+	}
+	if err := c.take(rule); err != nil {
+		return err
 	}
 	name := rule.ServerName
 	if name == "" { // verified against the certificate's IP SANs
 		name = dst.Addr().Unmap().String()
 	}
-	return c.outbound(ctx, rule, dst.String(), name, c.loops)
+	return c.outbound(ctx, rule, dst.String(), name, &c.s.loops)
 }
 
 // outbound originates TLS to endpoint for the app on c.raw and relays.
@@ -56,17 +59,18 @@ func (c *conn) intercepted(ctx context.Context, p *policy.Policy) error {
 // when given, records the connection's source port while it lasts.
 func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name string,
 	guard *loopGuard) error {
-	c.fields = c.fields.Str(logkey.Rule, rule.Name).
-		Str(logkey.Endpoint, endpoint).Str(logkey.SNI, name)
+	c.fields = c.fields.Str(logkey.Endpoint, endpoint).Str(logkey.SNI, name)
+	c.update(func(i *ConnInfo) { i.Target, i.SNI = endpoint, name })
 
 	var control func(string, string, syscall.RawConn) error
 	if guard != nil {
 		control = guard.control
 	}
-	tc, err := originate(ctx, rule, endpoint, name, control)
+	tc, took, err := originate(ctx, rule, endpoint, name, control)
 	if err != nil {
 		return err
 	}
+	c.s.obs.Handshake(c.dir, took)
 	if guard != nil {
 		if ap, err := netip.ParseAddrPort(tc.LocalAddr().String()); err == nil {
 			defer guard.forget(ap.Port())
@@ -75,13 +79,19 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	c.describeOutbound(tc)
 
 	app := side{conn: c.raw, name: "app", inspect: refuseClientHello}
-	err = relay(app, side{conn: tc, name: "endpoint"}, &c.in, &c.out)
+	c.upstream(tc)
+	err = relay(app, side{conn: tc, name: "endpoint"}, &c.in, &c.out, ruleTimeouts(rule))
 	return rejectedLate(endpoint, rule, err)
 }
 
 // describeOutbound records the negotiated parameters in the log fields.
 func (c *conn) describeOutbound(tc *tls.Conn) {
 	cs := tc.ConnectionState()
+	c.update(func(i *ConnInfo) {
+		i.TLSVersion = versionName(cs.Version)
+		i.Cipher = tls.CipherSuiteName(cs.CipherSuite)
+		i.ALPN = cs.NegotiatedProtocol
+	})
 	c.fields = c.fields.Str(logkey.Remote, tc.RemoteAddr().String()).
 		Str(logkey.Local, tc.LocalAddr().String()).
 		Str(logkey.ALPN, cs.NegotiatedProtocol).
@@ -96,7 +106,7 @@ func (c *conn) describeOutbound(tc *tls.Conn) {
 // major version 3 (RFC 8446 5.1).
 func refuseClientHello(first []byte) error {
 	if len(first) >= 3 && first[0] == 0x16 && first[1] == 0x03 && first[2] <= 0x04 {
-		return &refusal{reason: "the app sent a TLS ClientHello into an outbound rule " +
+		return &refusal{kind: "tls_inside_tls", reason: "the app sent a TLS ClientHello into an outbound rule " +
 			"(TLS inside TLS): make the app speak cleartext to this port, " +
 			"or point it at the endpoint directly"}
 	}

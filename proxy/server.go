@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -50,7 +51,10 @@ type Server struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
-	loops loopGuard
+	loops    loopGuard
+	limits   limits
+	obs      Observer
+	draining atomic.Bool
 }
 
 // generation is one applied policy: its number, counted from 1, and its
@@ -74,10 +78,14 @@ func New(p *policy.Policy, log zerolog.Logger) *Server {
 		listeners: make(map[string]*listener),
 		conns:     make(map[*conn]struct{}),
 		idPrefix:  hex.EncodeToString(b[:]) + "-",
+		obs:       nopObserver{},
 	}
 	s.current.Store(&generation{policy: p, byAddr: byAddr(p)})
 	return s
 }
+
+// Observe sends connection events to o. Call it before Start.
+func (s *Server) Observe(o Observer) { s.obs = o }
 
 // Start binds every listener of the policy given to New and starts
 // accepting. If any address cannot be bound, nothing stays bound and the
@@ -247,16 +255,66 @@ func (s *Server) track(c *conn) func() {
 
 // newConn prepares the per-connection state and its log fields.
 func (s *Server) newConn(raw net.Conn, g *generation, pl *policy.Listener) *conn {
-	c := &conn{raw: raw, id: s.nextID(), loops: &s.loops, start: time.Now()}
-	dir := policy.Inbound
+	c := &conn{s: s, raw: raw, start: time.Now()}
 	if pl != nil && pl.Kind != policy.ListenInbound {
-		dir = policy.Outbound
+		c.dir = policy.Outbound
 	}
+	c.info = ConnInfo{ID: s.nextID(), Generation: g.n, Direction: c.dir.String(),
+		State: "handshake", Client: raw.RemoteAddr().String(),
+		Listener: raw.LocalAddr().String(), Start: c.start}
 	c.fields = s.log.With().
-		Str(logkey.ConnID, c.id).
-		Str(logkey.Direction, dir.String()).
+		Str(logkey.ConnID, c.info.ID).
+		Str(logkey.Direction, c.dir.String()).
 		Uint64(logkey.Generation, g.n).
-		Str(logkey.Client, raw.RemoteAddr().String()).
-		Str(logkey.Listener, raw.LocalAddr().String())
+		Str(logkey.Client, c.info.Client).
+		Str(logkey.Listener, c.info.Listener)
 	return c
 }
+
+// Shutdown stops accepting and waits for open connections to end, until
+// ctx is done; then it returns ctx's error and Close ends the rest. No
+// policy can be applied after it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	for addr, l := range s.listeners {
+		l.ln.Close()
+		delete(s.listeners, addr)
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for s.Open() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Ready says why the server cannot take connections, or returns nil: a
+// policy is applied, every one of its listeners is bound, and no drain
+// has begun.
+func (s *Server) Ready() error {
+	if s.draining.Load() {
+		return errors.New("draining: attlsd is shutting down")
+	}
+	g := s.current.Load()
+	if g.n == 0 {
+		return errors.New("no policy applied yet")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pl := range g.policy.Listeners {
+		if s.listeners[pl.Addr] == nil {
+			return fmt.Errorf("listener %s is not bound", pl.Addr)
+		}
+	}
+	return nil
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }

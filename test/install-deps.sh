@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real clients and peers the end-to-end tests drive (curl,
-# openssl, Python, HAProxy, nginx, and iproute2 and nftables for the
-# transparent outbound tests) when they are missing. As root with
+# openssl, Python, HAProxy, nginx, iproute2 and nftables for the
+# transparent outbound tests, systemd-analyze, kill and setcap for the
+# deployment examples) when they are missing. As root with
 # apt-get it installs them; otherwise it lists what is missing, and those
 # tests skip with a message saying so.
 set -euo pipefail
@@ -18,6 +19,12 @@ have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" 
 have ip      || need+=(iproute2)
 have nft     || need+=(nftables)
 have setpriv || need+=(util-linux)
+# The deployment examples: systemd-analyze checks the unit (installing the
+# package starts nothing here), /bin/kill is its ExecReload, setcap gives a
+# binary the right to bind a port below 1024.
+have systemd-analyze || need+=(systemd)
+[ -x /bin/kill ]     || need+=(procps)
+have setcap          || need+=(libcap2-bin)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

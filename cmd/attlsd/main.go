@@ -1,5 +1,6 @@
 // Command attlsd is the attlsd daemon and its tools: it runs a policy,
-// checks one, and makes development certificates.
+// checks one, shows its effective form, and makes development
+// certificates.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 const usage = `usage:
   attlsd run --policy FILE [--log-format json|console] [--log-level LEVEL]
   attlsd check FILE
+  attlsd show [--json] FILE
   attlsd certs init DIR [--hosts NAME,...]
   attlsd version
 `
@@ -30,6 +32,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return runCmd(args[1:], stderr)
 	case "check":
 		return checkCmd(args[1:], stdout, stderr)
+	case "show":
+		return showCmd(args[1:], stdout, stderr)
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
 	case "version", "--version":

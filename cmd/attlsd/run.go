@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,14 +14,16 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/attlsd/attlsd/internal/admin"
 	"github.com/attlsd/attlsd/internal/logkey"
+	"github.com/attlsd/attlsd/internal/metrics"
 	"github.com/attlsd/attlsd/internal/reload"
 	"github.com/attlsd/attlsd/policy"
 	"github.com/attlsd/attlsd/proxy"
 )
 
 // runCmd loads the policy, binds its listeners and serves until SIGINT or
-// SIGTERM.
+// SIGTERM, then drains.
 func runCmd(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -27,17 +31,26 @@ func runCmd(args []string, stderr io.Writer) int {
 	format := fs.String("log-format", "json", "json or console")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	watchFlag := fs.String("watch", "auto", "how policy and certificate changes are noticed: auto (inotify, polling if unavailable), poll, or off (SIGHUP only)")
+	adminFlag := fs.String("admin", "", "admin endpoint `address` (a port alone means loopback); off when empty")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long open connections may take to finish")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *file == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: attlsd run --policy FILE [--log-format json|console] [--log-level LEVEL] [--watch auto|poll|off]")
+		fmt.Fprintln(stderr, "usage: attlsd run --policy FILE [--admin ADDR] [--drain-timeout 30s] [--watch auto|poll|off] [--log-format json|console] [--log-level LEVEL]")
 		return 2
 	}
 	watch, err := reload.ParseWatch(*watchFlag)
 	if err != nil {
 		fmt.Fprintln(stderr, "attlsd:", err)
 		return 2
+	}
+	adminAddr := ""
+	if *adminFlag != "" {
+		if adminAddr, err = admin.ListenAddr(*adminFlag); err != nil {
+			fmt.Fprintln(stderr, "attlsd:", err)
+			return 2
+		}
 	}
 	log, err := newLogger(stderr, *format, *level)
 	if err != nil {
@@ -47,7 +60,7 @@ func runCmd(args []string, stderr io.Writer) int {
 
 	// Signals are caught from here on: one that arrives while starting
 	// must stop attlsd cleanly, not kill it with the default action.
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
 	p, files, diags := policy.LoadFiles(*file)
@@ -58,6 +71,17 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 
 	srv := proxy.New(p, log)
+	r := reload.New(*file, srv, p, files, watch, log)
+	var adm *http.Server
+	if adminAddr != "" {
+		m := metrics.New(srv)
+		r.OnReload = m.Reloaded
+		if adm, err = serveAdmin(adminAddr, admin.Handler(srv, r, m.Handler(), policyView)); err != nil {
+			log.Error().Err(err).Msg("cannot start the admin endpoint")
+			return 1
+		}
+		defer adm.Close()
+	}
 	if err := srv.Start(); err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
@@ -65,10 +89,9 @@ func runCmd(args []string, stderr io.Writer) int {
 	gen, _ := srv.Generation()
 	log.Info().Str(logkey.Version, version()).Str(logkey.Policy, p.File).
 		Uint64(logkey.Generation, gen).Strs(logkey.Listeners, srv.Addrs()).
-		Str(logkey.Watch, string(watch)).Msg("attlsd started")
+		Str(logkey.Watch, string(watch)).Str(logkey.Admin, adminAddr).Msg("attlsd started")
 
 	ctx, stop := context.WithCancel(context.Background())
-	r := reload.New(*file, srv, p, files, watch, log)
 	done := make(chan struct{})
 	go func() {
 		r.Run(ctx)
@@ -76,11 +99,27 @@ func runCmd(args []string, stderr io.Writer) int {
 	}()
 
 	wait(log, sigs, r)
+	drain(log, srv, sigs, *drainTimeout)
 	stop()
 	<-done
 	srv.Close()
 	log.Info().Msg("attlsd stopped")
 	return 0
+}
+
+// policyView is the policy as the admin endpoint shows it: the same
+// effective form as attlsd show --json.
+func policyView(p *policy.Policy) any { return p.View() }
+
+// serveAdmin binds the admin endpoint and serves it in the background.
+func serveAdmin(addr string, h http.Handler) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go s.Serve(ln)
+	return s, nil
 }
 
 // wait blocks until SIGINT or SIGTERM arrives on sigs; SIGHUP asks r
@@ -94,6 +133,35 @@ func wait(log zerolog.Logger, sigs <-chan os.Signal, r *reload.Reloader) {
 		}
 		log.Info().Str("signal", sig.String()).Msg("stopping")
 		return
+	}
+}
+
+// drain stops accepting and lets open connections finish, for at most
+// timeout; a second SIGINT or SIGTERM cuts it short. The caller then
+// closes what is left.
+func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout time.Duration) {
+	log.Info().Int(logkey.Open, srv.Open()).Dur(logkey.DrainTimeout, timeout).
+		Msg("draining: no new connections; open ones may finish")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Shutdown(ctx) }()
+	for {
+		select {
+		case err := <-drained:
+			if err != nil {
+				log.Warn().Int(logkey.Open, srv.Open()).
+					Msg("drain timeout reached; closing the remaining connections")
+			}
+			return
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				continue
+			}
+			log.Warn().Str("signal", sig.String()).Int(logkey.Open, srv.Open()).
+				Msg("second signal; closing every connection now")
+			return
+		}
 	}
 }
 

@@ -28,13 +28,16 @@ const (
 
 // Daemon fields.
 const (
-	Listeners = "listeners" // every bound listener
-	Policy    = "policy"    // the policy file
-	Version   = "version"   // attlsd version
-	Added     = "added"     // rules a reload added
-	Removed   = "removed"   // rules a reload removed
-	Changed   = "changed"   // rules a reload changed
-	Rotated   = "rotated"   // environments whose certificate a reload replaced
-	Trigger   = "trigger"   // what started a reload
-	Watch     = "watch"     // how policy files are watched
+	Listeners    = "listeners"     // every bound listener
+	Policy       = "policy"        // the policy file
+	Version      = "version"       // attlsd version
+	Added        = "added"         // rules a reload added
+	Removed      = "removed"       // rules a reload removed
+	Changed      = "changed"       // rules a reload changed
+	Rotated      = "rotated"       // environments whose certificate a reload replaced
+	Trigger      = "trigger"       // what started a reload
+	Watch        = "watch"         // how policy files are watched
+	Admin        = "admin"         // the admin endpoint's address
+	Open         = "open"          // connections open
+	DrainTimeout = "drain_timeout" // how long a drain may take
 )

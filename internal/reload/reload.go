@@ -64,7 +64,13 @@ type Reloader struct {
 	log   zerolog.Logger
 	watch Watch
 
-	hup chan struct{}
+	hup  chan struct{}
+	reqs chan chan result
+
+	// OnReload, when set before Run, hears of every reload that was
+	// tried: applied or rejected. File events that change nothing are
+	// not reloads.
+	OnReload func(applied bool)
 
 	digest [32]byte // of the policy srv runs
 	files  []string // named by the newest policy read, valid or not
@@ -88,6 +94,7 @@ func New(file string, srv *proxy.Server, p *policy.Policy, files []string,
 		log:    log,
 		watch:  watch,
 		hup:    make(chan struct{}, 1),
+		reqs:   make(chan chan result),
 		digest: p.Digest,
 		files:  files,
 		dirs:   map[string]map[string]bool{},
@@ -101,6 +108,29 @@ func (r *Reloader) Trigger() {
 	select {
 	case r.hup <- struct{}{}:
 	default:
+	}
+}
+
+// result is what a reload asked for by Reload came to.
+type result struct {
+	gen uint64
+	err error
+}
+
+// Reload reloads at once, like Trigger, and returns the generation now
+// running or why the reload was rejected. Run must be running.
+func (r *Reloader) Reload(ctx context.Context) (uint64, error) {
+	reply := make(chan result, 1)
+	select {
+	case r.reqs <- reply:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case res := <-reply:
+		return res.gen, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 
@@ -133,6 +163,9 @@ func (r *Reloader) Run(ctx context.Context) {
 			return
 		case <-r.hup:
 			r.reload("signal", true)
+		case reply := <-r.reqs:
+			gen, err := r.reload("request", true)
+			reply <- result{gen, err}
 		case ev := <-events:
 			if r.matters(ev) {
 				settle.Reset(settleDelay)
@@ -142,7 +175,7 @@ func (r *Reloader) Run(ctx context.Context) {
 			r.log.Warn().Err(err).Msg("file watch error; reloading to be sure")
 			settle.Reset(settleDelay)
 		case <-settle.C:
-			if !r.reload("file", false) {
+			if _, err := r.reload("file", false); err != nil {
 				retry.Reset(retryDelay)
 			}
 		case <-retry.C:
@@ -172,9 +205,9 @@ func (r *Reloader) catchUp() {
 }
 
 // reload builds the policy and applies it. Unless force, a policy whose
-// digest equals the running one's is not applied. It reports whether the
-// running policy is now the file's.
-func (r *Reloader) reload(trigger string, force bool) bool {
+// digest equals the running one's is not applied. It returns the
+// generation running afterwards, or why the reload was rejected.
+func (r *Reloader) reload(trigger string, force bool) (uint64, error) {
 	p, files, diags := policy.LoadFiles(r.file)
 	r.files = files
 	r.rewatch()
@@ -184,30 +217,50 @@ func (r *Reloader) reload(trigger string, force bool) bool {
 		r.log.Error().Str(logkey.Trigger, trigger).Uint64(logkey.Generation, gen).
 			Str(logkey.Policy, r.file).
 			Msg("reload rejected: policy has errors; the running policy stays")
-		return false
+		r.observe(false)
+		return gen, errors.New(strings.TrimSpace(policy.FormatDiagnostics(errorsOnly(diags))))
 	}
 	if !force && p.Digest == r.digest {
 		r.log.Debug().Str(logkey.Trigger, trigger).Msg("policy files unchanged; nothing to reload")
-		return true
+		return gen, nil
 	}
 	changes := policy.Diff(cur, p)
-	gen, err := r.srv.Apply(p)
+	next, err := r.srv.Apply(p)
 	if err != nil {
 		r.log.Error().Err(err).Str(logkey.Trigger, trigger).Str(logkey.Policy, r.file).
-			Msg("reload rejected; the running policy stays")
-		return false
+			Uint64(logkey.Generation, gen).Msg("reload rejected; the running policy stays")
+		r.observe(false)
+		return gen, err
 	}
 	r.digest = p.Digest
 	msg := "policy reloaded"
 	if changes.Empty() {
 		msg = "policy reloaded; nothing changed"
 	}
-	r.log.Info().Str(logkey.Trigger, trigger).Uint64(logkey.Generation, gen).
+	r.log.Info().Str(logkey.Trigger, trigger).Uint64(logkey.Generation, next).
 		Str(logkey.Policy, r.file).
 		Strs(logkey.Added, changes.Added).Strs(logkey.Removed, changes.Removed).
 		Strs(logkey.Changed, changes.Changed).Strs(logkey.Rotated, changes.Rotated).
 		Strs(logkey.Listeners, r.srv.Addrs()).Msg(msg)
-	return true
+	r.observe(true)
+	return next, nil
+}
+
+// errorsOnly keeps the errors of diags.
+func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
+	var out hcl.Diagnostics
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (r *Reloader) observe(applied bool) {
+	if r.OnReload != nil {
+		r.OnReload(applied)
+	}
 }
 
 // startWatching sets up fsnotify, or polling when asked or when inotify

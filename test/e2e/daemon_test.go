@@ -48,12 +48,24 @@ type daemon struct {
 // logged "attlsd stopped".
 func startDaemon(t *testing.T, host string, nports int, makePolicy func(ports []int) string) *daemon {
 	t.Helper()
+	return startDaemonArgs(t, host, nports, makePolicy, nil)
+}
+
+// startDaemonArgs is startDaemon with more command-line arguments, made
+// from the same fresh ports (an --admin port, say).
+func startDaemonArgs(t *testing.T, host string, nports int, makePolicy func(ports []int) string,
+	makeArgs func(ports []int) []string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
 	for try := 1; ; try++ {
 		ports := freePorts(t, host, nports)
 		file := filepath.Join(dir, "policy.hcl")
 		writeFile(t, file, makePolicy(ports))
-		d, err := launchDaemon(file, ports)
+		var args []string
+		if makeArgs != nil {
+			args = makeArgs(ports)
+		}
+		d, err := launchDaemon(file, ports, args...)
 		if err == nil {
 			t.Cleanup(func() { d.stop(t) })
 			return d
@@ -67,10 +79,12 @@ func startDaemon(t *testing.T, host string, nports int, makePolicy func(ports []
 var errAddrInUse = errors.New("address already in use")
 
 // launchDaemon runs attlsd on file and waits until it has started or
-// exited.
-func launchDaemon(file string, ports []int) (*daemon, error) {
-	return launchCmd(exec.Command(attlsdBin, "run", "--policy", file, "--log-level", "debug"),
-		file, ports)
+// exited. A test that leaves a connection open when it stops the daemon
+// waits for the drain: one second here, the drain tests set their own.
+// args come after these defaults and may override them.
+func launchDaemon(file string, ports []int, args ...string) (*daemon, error) {
+	base := []string{"run", "--policy", file, "--log-level", "debug", "--drain-timeout", "1s"}
+	return launchCmd(exec.Command(attlsdBin, append(base, args...)...), file, ports)
 }
 
 // launchCmd starts cmd, which must end up running attlsd on file (under

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/attlsd/attlsd/policy"
+)
+
+// showCmd loads a policy as check does and prints its effective form:
+// every default explicit, rules in match order. Text by default, JSON
+// with --json. Problems go to stderr as file:line:col lines; errors print
+// nothing on stdout and exit 1.
+func showCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: attlsd show [--json] FILE")
+		return 2
+	}
+	file := fs.Arg(0)
+	p, diags := policy.Load(file)
+	fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+	if diags.HasErrors() {
+		fmt.Fprintf(stderr, "%s: %s\n", file, count(diags))
+		return 1
+	}
+	if err := writeView(stdout, p.View(), *asJSON); err != nil {
+		fmt.Fprintln(stderr, "attlsd: show:", err)
+		return 1
+	}
+	return 0
+}
+
+// writeView writes v as indented JSON or as text.
+func writeView(w io.Writer, v policy.View, asJSON bool) error {
+	if !asJSON {
+		return v.WriteText(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

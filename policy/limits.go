@@ -1,0 +1,82 @@
+package policy
+
+import (
+	"math"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// DefaultHalfCloseTimeout bounds how long the open direction of a
+// half-closed connection may stay silent when a rule does not say.
+const DefaultHalfCloseTimeout = 60 * time.Second
+
+// maxMaxConnections is the largest max_connections: far above what one
+// process can hold open, and small enough for any int.
+const maxMaxConnections = math.MaxInt32
+
+// limitAttrs are the attributes that bound a rule's connections, on
+// inbound and outbound rules alike.
+var limitAttrs = []hcl.AttributeSchema{
+	{Name: "max_connections"},
+	{Name: "idle_timeout"},
+	{Name: "half_close_timeout"},
+}
+
+// withLimits adds the limit attributes to a rule's schema.
+func withLimits(attrs ...hcl.AttributeSchema) []hcl.AttributeSchema {
+	return append(attrs, limitAttrs...)
+}
+
+// limits decodes a rule's connection limits. Omitted, a rule takes any
+// number of connections, keeps idle ones open (as AT-TLS does) and gives a
+// half-closed one DefaultHalfCloseTimeout.
+func (d *decoder) limits(r *Rule, a hcl.Attributes) {
+	r.MaxConnections = d.maxConnections(a["max_connections"])
+	r.IdleTimeout = d.timeout(a["idle_timeout"], 0,
+		"omit idle_timeout to keep idle connections open")
+	r.HalfCloseTimeout = d.timeout(a["half_close_timeout"], DefaultHalfCloseTimeout,
+		"omit half_close_timeout for the default of "+
+			formatDuration(DefaultHalfCloseTimeout))
+}
+
+// maxConnections decodes max_connections; 0 (unlimited) when absent or
+// invalid.
+func (d *decoder) maxConnections(attr *hcl.Attribute) int {
+	if attr == nil {
+		return 0
+	}
+	v, ok := d.typed(attr, cty.Number)
+	if !ok {
+		return 0
+	}
+	f := v.AsBigFloat()
+	if n, ok := wholeIn(f, 1, maxMaxConnections); ok {
+		return n
+	}
+	if f.IsInt() && f.Sign() > 0 {
+		d.errorf(attr.Expr.Range(), "Invalid max_connections", "%s is above the "+
+			"largest limit, %d; omit max_connections for no limit",
+			f.Text('f', -1), maxMaxConnections)
+		return 0
+	}
+	d.errorf(attr.Expr.Range(), "Invalid max_connections", "max_connections must "+
+		"be a whole number of 1 or more, not %s; omit it for no limit", f.Text('f', -1))
+	return 0
+}
+
+// timeout decodes a positive duration like duration does, adding hint to
+// the message when the value is zero or negative.
+func (d *decoder) timeout(attr *hcl.Attribute, def time.Duration, hint string) time.Duration {
+	if attr == nil {
+		return def
+	}
+	s, isString := stringValue(attr)
+	if t, err := time.ParseDuration(s); isString && err == nil && t <= 0 {
+		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%q is not above zero; %s",
+			s, hint)
+		return def
+	}
+	return d.duration(attr, def)
+}

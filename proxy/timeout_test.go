@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/attlsd/attlsd/policy"
+)
+
+// The timeouts here are short for the test's sake; the checks are about
+// which connections end and why, never about how long something took.
+
+func TestIdleTimeoutEndsSilentRelay(t *testing.T) {
+	client, _, done := relayedWith(t, &timeouts{idle: 100 * time.Millisecond})
+	var se *silenceError
+	select {
+	case err := <-done:
+		if !errors.As(err, &se) || se.what != "idle timeout" {
+			t.Fatalf("relay ended with %v, want an idle timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a silent relay outlived its idle timeout")
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err == nil {
+		t.Error("client still open after the idle timeout")
+	}
+}
+
+// TestIdleTimeoutCountsBothWays: bytes in one direction keep the other,
+// silent, direction alive.
+func TestIdleTimeoutCountsBothWays(t *testing.T) {
+	client, backend, done := relayedWith(t, &timeouts{idle: 150 * time.Millisecond})
+	go io.Copy(io.Discard, client)
+	for range 12 { // well past several idle periods
+		if _, err := backend.Write([]byte("tick")); err != nil {
+			t.Fatalf("backend write: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("relay ended while bytes flowed one way: %v", err)
+		default:
+		}
+	}
+}
+
+// TestHalfCloseTimeout: once the client has half-closed, a backend that
+// keeps sending is not cut, and one that goes silent is.
+func TestHalfCloseTimeout(t *testing.T) {
+	client, backend, done := relayedWith(t, &timeouts{halfClose: 150 * time.Millisecond})
+	client.Write([]byte("request"))
+	client.CloseWrite()
+	got := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, client)
+		got <- n
+	}()
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(backend, buf); err != nil {
+		t.Fatal(err)
+	}
+	sent := int64(0)
+	for range 10 { // slow but active: well past the timeout in total
+		n, err := backend.Write([]byte("chunk"))
+		if err != nil {
+			t.Fatalf("backend write while active: %v", err)
+		}
+		sent += int64(n)
+		time.Sleep(50 * time.Millisecond)
+	}
+	var se *silenceError
+	select {
+	case err := <-done:
+		if !errors.As(err, &se) || se.what != "half-close timeout" {
+			t.Fatalf("relay ended with %v, want a half-close timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a silent half-closed relay outlived its timeout")
+	}
+	if n := <-got; n != sent {
+		t.Errorf("client got %d bytes, backend sent %d", n, sent)
+	}
+}
+
+// TestMaxConnections: the rule's (N+1)th connection is refused while N
+// are open, and a slot frees when one closes.
+func TestMaxConnections(t *testing.T) {
+	be := startBackend(t)
+	rule := tlsRule(t, be.ln.Addr().String(), policy.ClientAuthNone)
+	rule.MaxConnections = 2
+	logs := &syncBuffer{}
+	pl := &policy.Listener{Addr: "127.0.0.1:0", Rules: []*policy.Rule{rule}}
+	s := New(&policy.Policy{Inbound: pl.Rules, Listeners: []*policy.Listener{pl}}, zerolog.New(logs))
+	obs := &countingObserver{}
+	s.Observe(obs)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cfg := clientConfig(t, false)
+	cfg.NextProtos = nil
+
+	echoOnce := func(c *tls.Conn) error {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, make([]byte, 1))
+		return err
+	}
+	var open []*tls.Conn
+	for range 2 {
+		c, err := tls.Dial("tcp", s.Addrs()[0], cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := echoOnce(c); err != nil {
+			t.Fatalf("connection within the limit: %v", err)
+		}
+		open = append(open, c)
+	}
+	// The third is refused before its handshake.
+	if c, err := tls.Dial("tcp", s.Addrs()[0], cfg); err == nil {
+		err = echoOnce(c)
+		c.Close()
+		if err == nil {
+			t.Fatal("third connection over max_connections 2 was served")
+		}
+	}
+	if n := obs.refused("max_connections"); n != 1 {
+		t.Errorf("refusals counted for max_connections: %d, want 1", n)
+	}
+	found := false
+	for _, l := range logs.lines() {
+		if r, _ := l["reason"].(string); strings.Contains(r, "max_connections of 2") && l["level"] == "warn" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no warn line naming max_connections")
+	}
+
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := tls.Dial("tcp", s.Addrs()[0], cfg)
+		if err == nil {
+			err = echoOnce(c)
+			c.Close()
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot freed after a connection closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// countingObserver counts refusals by reason.
+type countingObserver struct {
+	nopObserver
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *countingObserver) Refused(_ string, _ policy.Direction, reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[string]int{}
+	}
+	o.n[reason]++
+}
+
+func (o *countingObserver) refused(reason string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n[reason]
+}
