@@ -32,22 +32,22 @@ type Observer interface {
 // nopObserver observes nothing.
 type nopObserver struct{}
 
-func (nopObserver) Opened(string, policy.Direction)                {}
-func (nopObserver) Closed(string, policy.Direction, int64, int64)  {}
-func (nopObserver) Refused(string, policy.Direction, string)       {}
-func (nopObserver) Handshake(policy.Direction, time.Duration)      {}
-func (nopObserver) HandshakeFailed(policy.Direction, string)       {}
+func (nopObserver) Opened(string, policy.Direction)               {}
+func (nopObserver) Closed(string, policy.Direction, int64, int64) {}
+func (nopObserver) Refused(string, policy.Direction, string)      {}
+func (nopObserver) Handshake(policy.Direction, time.Duration)     {}
+func (nopObserver) HandshakeFailed(policy.Direction, string)      {}
 
 // ConnInfo describes a live connection.
 type ConnInfo struct {
-	ID         string    `json:"id"`
-	Generation uint64    `json:"generation"`
-	Direction  string    `json:"direction"`
-	Rule       string    `json:"rule,omitempty"`
-	State      string    `json:"state"` // "handshake" until bytes can flow, then "relay"
-	Client     string    `json:"client"`
-	Listener   string    `json:"listener"`
-	Target     string    `json:"target,omitempty"` // inbound: the backend; outbound: the endpoint
+	ID         string `json:"id"`
+	Generation uint64 `json:"generation"`
+	Direction  string `json:"direction"`
+	Rule       string `json:"rule,omitempty"`
+	State      string `json:"state"` // "handshake" until bytes can flow, then "relay"
+	Client     string `json:"client"`
+	Listener   string `json:"listener"`
+	Target     string `json:"target,omitempty"` // inbound: the backend; outbound: the endpoint
 	// UpstreamLocal and UpstreamRemote are attlsd's own connection to the
 	// backend or endpoint: a backend sees UpstreamLocal as its peer and
 	// UpstreamRemote as its own address.
