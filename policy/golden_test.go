@@ -124,8 +124,8 @@ func renderRule(b *strings.Builder, r *Rule) {
 
 // renderLimits ends a rule's line with its connection limits.
 func renderLimits(b *strings.Builder, r *Rule) {
-	fmt.Fprintf(b, " max=%d idle=%s half_close=%s\n", r.MaxConnections, r.IdleTimeout,
-		r.HalfCloseTimeout)
+	fmt.Fprintf(b, " connect_timeout=%s max=%d idle=%s half_close=%s\n", r.ConnectTimeout,
+		r.MaxConnections, r.IdleTimeout, r.HalfCloseTimeout)
 }
 
 // renderOutbound writes one line for an outbound rule, port-mapped or
@@ -143,8 +143,7 @@ func renderOutbound(b *strings.Builder, r *Rule) {
 		fmt.Fprintf(b, " ports=%d-%d address=%s endpoint=%s", r.FirstPort,
 			r.LastPort, addrString(r.Address), r.Endpoint)
 	}
-	fmt.Fprintf(b, " server_name=%q env=%s connect_timeout=%s", r.ServerName,
-		r.Environment.Name, r.ConnectTimeout)
+	fmt.Fprintf(b, " server_name=%q env=%s", r.ServerName, r.Environment.Name)
 	renderLimits(b, r)
 }
 

@@ -19,6 +19,7 @@ const maxMaxConnections = math.MaxInt32
 // limitAttrs are the attributes that bound a rule's connections, on
 // inbound and outbound rules alike.
 var limitAttrs = []hcl.AttributeSchema{
+	{Name: "connect_timeout"},
 	{Name: "max_connections"},
 	{Name: "idle_timeout"},
 	{Name: "half_close_timeout"},
@@ -29,10 +30,12 @@ func withLimits(attrs ...hcl.AttributeSchema) []hcl.AttributeSchema {
 	return append(attrs, limitAttrs...)
 }
 
-// limits decodes a rule's connection limits. Omitted, a rule takes any
+// limits decodes a rule's connection limits. Omitted, a rule waits
+// DefaultConnectTimeout for its backend or endpoint to answer, takes any
 // number of connections, keeps idle ones open (as AT-TLS does) and gives a
 // half-closed one DefaultHalfCloseTimeout.
 func (d *decoder) limits(r *Rule, a hcl.Attributes) {
+	r.ConnectTimeout = d.duration(a["connect_timeout"], DefaultConnectTimeout)
 	r.MaxConnections = d.maxConnections(a["max_connections"])
 	r.IdleTimeout = d.timeout(a["idle_timeout"], 0,
 		"omit idle_timeout to keep idle connections open")

@@ -20,7 +20,6 @@ var outboundSchema = &hcl.BodySchema{
 		hcl.AttributeSchema{Name: "server_name"},
 		hcl.AttributeSchema{Name: "environment", Required: true},
 		hcl.AttributeSchema{Name: "priority"},
-		hcl.AttributeSchema{Name: "connect_timeout"},
 	)...)),
 }
 
@@ -71,7 +70,6 @@ func (d *decoder) outbound(block *hcl.Block, envs map[string]*envSource) *ruleSo
 	d.portMapped(src, mode)
 	d.original(src, mode)
 	r.ServerName = d.serverName(a["server_name"], r.ServerName)
-	r.ConnectTimeout = d.duration(a["connect_timeout"], DefaultConnectTimeout)
 	d.limits(r, a)
 	d.clientRule(src, envs)
 	return src

@@ -134,8 +134,8 @@ func (d Direction) String() string {
 	return "inbound"
 }
 
-// DefaultConnectTimeout bounds connecting to an outbound endpoint, all of
-// its addresses together.
+// DefaultConnectTimeout bounds connecting to an inbound rule's backend or
+// an outbound rule's endpoint, all of its addresses together.
 const DefaultConnectTimeout = 10 * time.Second
 
 // Rule is one inbound or outbound rule: which connections it takes and
@@ -192,10 +192,13 @@ type Rule struct {
 	// AnyRemote is true when a transparent rule says remote_addresses =
 	// "any"; RemoteAddresses is then empty.
 	AnyRemote bool
-	// ConnectTimeout bounds the TCP connect to the endpoint.
-	ConnectTimeout time.Duration
 
 	// Limits, on every rule.
+
+	// ConnectTimeout bounds the connect to the backend (inbound) or the
+	// endpoint (outbound). The loader sets DefaultConnectTimeout when the
+	// policy does not say.
+	ConnectTimeout time.Duration
 
 	// MaxConnections bounds the rule's open connections; 0 is unlimited,
 	// the default.

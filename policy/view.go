@@ -113,14 +113,16 @@ type OutboundView struct {
 	// ServerName is verified in the server's certificate. It is nil
 	// (null) on a transparent rule without server_name, which verifies
 	// the original destination's IP against the certificate's IP SANs.
-	ServerName     *string `json:"server_name"`
-	Environment    string  `json:"environment"`
-	ConnectTimeout string  `json:"connect_timeout"`
+	ServerName  *string `json:"server_name"`
+	Environment string  `json:"environment"`
 	LimitsView
 }
 
 // LimitsView is a rule's connection limits.
 type LimitsView struct {
+	// ConnectTimeout bounds the connect to the backend (inbound) or the
+	// endpoint (outbound).
+	ConnectTimeout   string  `json:"connect_timeout"`
 	MaxConnections   *int    `json:"max_connections"` // nil (null): unlimited
 	IdleTimeout      *string `json:"idle_timeout"`    // nil (null): none
 	HalfCloseTimeout string  `json:"half_close_timeout"`
@@ -304,12 +306,11 @@ func inboundView(r *Rule) InboundView {
 // outboundView describes outbound rule r, port-mapped or transparent.
 func outboundView(r *Rule) OutboundView {
 	v := OutboundView{
-		Name:           r.Name,
-		Priority:       r.Priority,
-		Mode:           ModePortMapped,
-		Environment:    r.Environment.Name,
-		ConnectTimeout: formatDuration(r.ConnectTimeout),
-		LimitsView:     limitsView(r),
+		Name:        r.Name,
+		Priority:    r.Priority,
+		Mode:        ModePortMapped,
+		Environment: r.Environment.Name,
+		LimitsView:  limitsView(r),
 	}
 	if name := r.ServerName; name != "" {
 		v.ServerName = &name
@@ -351,7 +352,8 @@ func prefixString(p string, single bool) string {
 
 // limitsView describes r's limits.
 func limitsView(r *Rule) LimitsView {
-	v := LimitsView{HalfCloseTimeout: formatDuration(r.HalfCloseTimeout)}
+	v := LimitsView{ConnectTimeout: formatDuration(r.ConnectTimeout),
+		HalfCloseTimeout: formatDuration(r.HalfCloseTimeout)}
 	if r.MaxConnections > 0 {
 		n := r.MaxConnections
 		v.MaxConnections = &n

@@ -154,7 +154,6 @@ func (t *textWriter) outbound(n int, r OutboundView) {
 	}
 	t.field(4, "server_name", serverName)
 	t.field(4, "environment", r.Environment)
-	t.field(4, "connect_timeout", r.ConnectTimeout)
 	t.limits(r.LimitsView)
 }
 
@@ -168,6 +167,7 @@ func (t *textWriter) limits(l LimitsView) {
 	if l.IdleTimeout != nil {
 		idle = *l.IdleTimeout
 	}
+	t.field(4, "connect_timeout", l.ConnectTimeout)
 	t.field(4, "max_connections", maxConns)
 	t.field(4, "idle_timeout", idle)
 	t.field(4, "half_close_timeout", l.HalfCloseTimeout)

@@ -1,5 +1,5 @@
 # Connection limits on inbound, port-mapped and transparent rules, beside
-# rules that keep the defaults.
+# rules that keep the defaults (a 10s connect timeout among them).
 environment "web" {
   certificate = "certs/server.pem"
   private_key = "certs/server-key.pem"
@@ -12,12 +12,14 @@ inbound "bounded" {
   port               = 8443
   environment        = "web"
   backend            = "127.0.0.1:9080"
+  connect_timeout    = "1500ms"
   max_connections    = 500
   idle_timeout       = "5m"
   half_close_timeout = "30s"
 }
 
-# No limits: any number of connections, idle ones kept, 60s half-closed.
+# No limits: a 10s connect, any number of connections, idle ones kept,
+# 60s half-closed.
 inbound "defaults" {
   port    = 8080
   tls     = false
