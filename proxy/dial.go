@@ -2,18 +2,30 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
-	"time"
 
 	"github.com/attlsd/attlsd/policy"
 )
 
-// DialTimeout bounds connecting to a backend, as stunnel's TIMEOUTconnect.
-const DialTimeout = 10 * time.Second
-
-// dial connects to a rule's backend. A host name is resolved on each dial,
-// so a DNS change reaches new connections without a reload.
-func dial(ctx context.Context, b policy.Backend) (net.Conn, error) {
-	d := net.Dialer{Timeout: DialTimeout}
-	return d.DialContext(ctx, b.Network, b.Address)
+// dial connects to rule's backend within the rule's connect_timeout, as
+// stunnel's TIMEOUTconnect; a Rule built in code without one waits
+// policy.DefaultConnectTimeout. A host name is resolved on each dial, so a
+// DNS change reaches new connections without a reload.
+func dial(ctx context.Context, rule *policy.Rule) (net.Conn, error) {
+	timeout := rule.ConnectTimeout
+	if timeout <= 0 {
+		timeout = policy.DefaultConnectTimeout
+	}
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, rule.Backend.Network, rule.Backend.Address)
+	if err == nil {
+		return c, nil
+	}
+	// A backend that drops the SYN (a full accept queue, a firewall, a
+	// host that is down) gives only "i/o timeout"; say which bound fired.
+	if isTimeout(err) && ctx.Err() == nil {
+		err = fmt.Errorf("no answer within %s", timeout)
+	}
+	return nil, &remoteError{err: fmt.Errorf("dial %s: %w", rule.Backend, err)}
 }

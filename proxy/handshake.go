@@ -60,17 +60,20 @@ func handshake(raw net.Conn, r *policy.Rule) (*tls.Conn, error) {
 			return nil, &refusal{reason: "handshake timed out", kind: "handshake_timeout",
 				code: CodeTimeout, handshake: true, err: err}
 		}
-		return nil, classify(err)
+		// crypto/tls sets the version only once it has parsed a
+		// ClientHello and found a version both sides speak; before that,
+		// the failure lies in the client's first flight.
+		return nil, classify(err, tc.ConnectionState().Version == 0)
 	}
 	return tc, nil
 }
 
 // classify turns a handshake error into a refusal an operator can act on.
-func classify(err error) *refusal {
-	var rec tls.RecordHeaderError
+// firstFlight says that no ClientHello was accepted yet.
+func classify(err error, firstFlight bool) *refusal {
 	var verr *tls.CertificateVerificationError
 	switch {
-	case errors.As(err, &rec):
+	case notHello(err, firstFlight):
 		return &refusal{reason: "cleartext or garbage on a TLS port", kind: "cleartext",
 			code: CodeCleartext, handshake: true, err: err}
 	case errors.As(err, &verr):
@@ -84,6 +87,32 @@ func classify(err error) *refusal {
 			routine: true, handshake: true}
 	}
 	return &refusal{reason: "handshake failed", kind: "handshake_failed", handshake: true, err: err}
+}
+
+// notHello reports input that is not a TLS client speaking: a first
+// record that is no TLS record at all (crypto/tls's RecordHeaderError, at
+// any point), or, on the first flight, a handshake record that holds no
+// ClientHello crypto/tls can parse: a message over its size limit, one of
+// another type, one that does not decode (crypto/tls answers with an
+// alert of its own, a "local error"), or an alert in place of a hello.
+// A well-formed ClientHello that offers no version in common is a real
+// client with a mismatched configuration, and is left to "handshake
+// failed".
+func notHello(err error, firstFlight bool) bool {
+	var rec tls.RecordHeaderError
+	if errors.As(err, &rec) {
+		return true
+	}
+	if !firstFlight {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && (op.Op == "local error" || op.Op == "remote error") {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "exceeds maximum") ||
+		strings.Contains(msg, "unexpected handshake message")
 }
 
 // noClientCert matches crypto/tls's error for RequireAndVerifyClientCert
@@ -100,19 +129,23 @@ func ordinaryEnd(err error) bool {
 		errors.Is(err, net.ErrClosed)
 }
 
-// sigScheme names the server's signature scheme where the key and version
-// fix it: TLS 1.3 binds each ECDSA curve to one scheme (RFC 8446 4.2.3)
-// and Ed25519 has only one. crypto/tls does not report the scheme it chose,
-// so RSA keys and TLS 1.2 ECDSA give "" rather than a guess.
-func sigScheme(version uint16, leaf *x509.Certificate) string {
-	if leaf == nil {
+// sigScheme names the signature scheme the server signed cs's handshake
+// with, where the key and version fix it: TLS 1.3 binds each ECDSA curve
+// to one scheme (RFC 8446 4.2.3) and Ed25519 has only one. crypto/tls does
+// not report the scheme it chose, so RSA keys and TLS 1.2 ECDSA give ""
+// rather than a guess. A resumed session signs nothing: TLS 1.3 resumption
+// authenticates with the PSK and sends no CertificateVerify (RFC 8446
+// 2.2), and a TLS 1.2 abbreviated handshake has no ServerKeyExchange
+// (RFC 5246 7.3), so it gives "" too.
+func sigScheme(cs *tls.ConnectionState, leaf *x509.Certificate) string {
+	if leaf == nil || cs.DidResume {
 		return ""
 	}
 	switch k := leaf.PublicKey.(type) {
 	case ed25519.PublicKey:
 		return "ed25519"
 	case *ecdsa.PublicKey:
-		if version != tls.VersionTLS13 {
+		if cs.Version != tls.VersionTLS13 {
 			return ""
 		}
 		switch k.Curve {

@@ -4,12 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
 	"github.com/attlsd/attlsd/internal/logkey"
 	"github.com/attlsd/attlsd/policy"
 )
+
+// lingerTimeout bounds how long a client whose backend failed may go on
+// sending before its connection is closed anyway.
+const lingerTimeout = time.Second
 
 // inbound runs an inbound connection: match, handshake, dial the backend,
 // write the header, relay.
@@ -35,17 +40,53 @@ func (c *conn) inbound(ctx context.Context, l *policy.Listener) error {
 		c.describeTLS(tc, rule, &meta)
 	}
 
-	backend, err := dial(ctx, rule.Backend)
+	backend, err := connectBackend(ctx, rule, &meta)
 	if err != nil {
-		return &remoteError{err: fmt.Errorf("dial %s: %w", rule.Backend, err)}
-	}
-	if err := writeHeader(backend, rule.ProxyProtocol, &meta); err != nil {
-		backend.Close()
-		return &remoteError{err: err}
+		closeCleanly(client)
+		return err
 	}
 	c.upstream(backend)
 	return relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
 		&c.in, &c.out, ruleTimeouts(rule))
+}
+
+// connectBackend dials rule's backend and writes the metadata header.
+func connectBackend(ctx context.Context, rule *policy.Rule, m *Meta) (net.Conn, error) {
+	backend, err := dial(ctx, rule)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeHeader(backend, rule.ProxyProtocol, m); err != nil {
+		backend.Close()
+		return nil, &remoteError{err: err}
+	}
+	return backend, nil
+}
+
+// closeCleanly ends a client connection that will carry no response:
+// close_notify on TLS, then a TCP FIN, then it reads and discards what the
+// client still sends until the client closes or lingerTimeout passes. The
+// caller closes the connection afterwards.
+//
+// Closing a socket whose receive queue holds unread bytes, such as the
+// request the client sent right after its handshake, makes the kernel send
+// a RST instead of a FIN (RFC 1122 4.2.2.13; RFC 793 3.5 treats it as an
+// abort). The RST makes the client's kernel drop what it has not read yet,
+// close_notify included, so the client reports "connection reset by peer"
+// for a connection that attlsd meant to end in order. Draining first
+// leaves nothing unread when the socket closes.
+func closeCleanly(client net.Conn) {
+	// One deadline bounds the close_notify write and the drain both.
+	client.SetDeadline(time.Now().Add(lingerTimeout))
+	raw := client
+	if tc, ok := client.(*tls.Conn); ok {
+		tc.CloseWrite()
+		raw = tc.NetConn()
+	}
+	if hc, ok := raw.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
+	io.Copy(io.Discard, raw)
 }
 
 // describeTLS records the negotiated parameters in the log fields and the
@@ -55,7 +96,7 @@ func (c *conn) describeTLS(tc *tls.Conn, rule *policy.Rule, m *Meta) {
 	m.TLS = &cs
 	m.CertVerified = len(cs.VerifiedChains) > 0
 	if p := rule.Environment.Pair; p != nil {
-		m.SigScheme = sigScheme(cs.Version, p.Leaf)
+		m.SigScheme = sigScheme(&cs, p.Leaf)
 	}
 	c.update(func(i *ConnInfo) {
 		i.TLSVersion = versionName(cs.Version)

@@ -298,6 +298,10 @@ func TestServerRefusals(t *testing.T) {
 	}
 }
 
+// TestServerDeadBackend: a client that sends a request at once, before
+// attlsd has found the backend dead, still sees its connection end in
+// order rather than reset. The request is large, so that most of it is
+// still unread in attlsd's socket when the dial fails.
 func TestServerDeadBackend(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
@@ -308,10 +312,13 @@ func TestServerDeadBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(c); err != nil {
-		t.Errorf("client read: got %v, want a clean close", err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	go c.Write(make([]byte, 1<<20)) // fails, or not, once attlsd closes
+	if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+		t.Errorf("client read: got %d bytes, %v; want none and a clean close", len(got), err)
 	}
+	c.Close()
 	line := logs.closeLine(t)
 	if line["level"] != "error" || !strings.Contains(line["reason"].(string), dead) {
 		t.Errorf("log: got %v %q, want error naming %s", line["level"], line["reason"], dead)
