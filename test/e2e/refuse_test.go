@@ -3,15 +3,18 @@ package e2e
 import (
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // TestBadClients sends what is not a TLS handshake to a TLS port: binary
-// garbage, plain HTTP from curl, nothing at all, and a ClientHello that
-// trickles in too slowly. Each connection is closed and logged with its
+// garbage, garbage that starts like a TLS handshake record, a ClientHello
+// too short to parse, plain HTTP from curl, nothing at all, and a
+// ClientHello that trickles in too slowly. Each connection is closed and logged with its
 // AT-TLS code (5003 cleartext, 5004 timeout) at the right time, never
 // reaches the backend, and the daemon goes on serving good clients.
 func TestBadClients(t *testing.T) {
@@ -34,6 +37,18 @@ func TestBadClients(t *testing.T) {
 		{"garbage", func(t *testing.T) string {
 			c := dialTCP(t, addr)
 			c.Write([]byte("\x00\xff\x13\x37 this is not TLS \x01\x02\x03\r\n"))
+			waitClosed(t, c)
+			return c.LocalAddr().String()
+		}, 5003, "cleartext or garbage on a TLS port: ", false},
+		{"TLS-shaped-garbage", func(t *testing.T) string {
+			c := dialTCP(t, addr)
+			c.Write([]byte("\x16\x03\x01\x00\x05hello"))
+			waitClosed(t, c)
+			return c.LocalAddr().String()
+		}, 5003, "cleartext or garbage on a TLS port: ", false},
+		{"malformed-ClientHello", func(t *testing.T) string {
+			c := dialTCP(t, addr)
+			c.Write([]byte("\x16\x03\x01\x00\x05\x01\x00\x00\x01X"))
 			waitClosed(t, c)
 			return c.LocalAddr().String()
 		}, 5003, "cleartext or garbage on a TLS port: ", false},
@@ -114,35 +129,139 @@ func trickle(c net.Conn, interval time.Duration) {
 	}
 }
 
-// TestDeadBackend points a rule at a backend where nothing listens, over
-// TCP and over a UNIX socket. curl's connection is closed at once, and
-// attlsd logs an error that names the backend.
+// TestDeadBackend points a rule at backends that fail: nothing listens
+// (over TCP and on a UNIX socket), or the backend does not answer at all
+// (its accept queue is full, so the kernel drops the SYN) within the
+// rule's connect_timeout. Each client sends its request at once and must
+// see its connection end in order, never reset: curl over HTTP/1.1 gets
+// an empty reply, and Python's ssl module sees attlsd's close_notify. The
+// log line is an error that names the backend and what went wrong.
 func TestDeadBackend(t *testing.T) {
 	needTool(t, "curl", "curl")
+	python := needTool(t, "python3", "python3")
 	tests := []struct {
-		name    string
-		backend string
+		name      string
+		backend   func(t *testing.T) string
+		ruleAttrs []string
+		reason    string // {backend} stands for the backend's address
 	}{
-		{"tcp", "127.0.0.1:" + itoa(freePorts(t, "127.0.0.1", 1)[0])},
-		{"unix", "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock")},
+		{"tcp-refused", closedEndpoint, nil,
+			"dial {backend}: dial tcp {backend}: connect: connection refused"},
+		{"unix-missing", func(t *testing.T) string {
+			return "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock")
+		}, nil, "dial {backend}: dial unix "},
+		{"tcp-unanswering", unansweringBackend, []string{`connect_timeout = "1s"`},
+			"dial {backend}: no answer within 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := simpleDaemon(t, tt.backend, nil, nil)
-			url, resolve := httpsURL(d.addr("127.0.0.1", 0))
-			start := time.Now()
-			res := curl(t, url, resolve...)
-			if res.code == 0 || res.code == 28 || time.Since(start) > 5*time.Second {
-				t.Errorf("curl: got exit %d after %s; want a failure (not a timeout) at once\n%s",
-					res.code, time.Since(start), res.stderr)
+			backend := tt.backend(t)
+			d := simpleDaemon(t, backend, nil, tt.ruleAttrs)
+			addr := d.addr("127.0.0.1", 0)
+			want := strings.ReplaceAll(tt.reason, "{backend}", backend)
+			checkLine := func(t *testing.T, client string) {
+				t.Helper()
+				line := d.closeLine(t, client)
+				checkCloseLine(t, line, map[string]string{"level": "error", "backend": backend,
+					"rule": "e2e"})
+				if !strings.HasPrefix(line.str("reason"), want) {
+					t.Errorf("close line reason: got %q, want %q...", line.str("reason"), want)
+				}
 			}
-			line := d.closeLine(t, res.local)
-			checkCloseLine(t, line, map[string]string{"level": "error", "backend": tt.backend, "rule": "e2e"})
-			if want := "dial " + tt.backend + ": "; !strings.HasPrefix(line.str("reason"), want) {
-				t.Errorf("close line reason: got %q, want %q...", line.str("reason"), want)
-			}
+
+			t.Run("curl", func(t *testing.T) {
+				url, resolve := httpsURL(addr)
+				res := curl(t, url, append(resolve, "--http1.1")...)
+				if res.code != 52 || strings.Contains(strings.ToLower(res.stderr), "reset") {
+					t.Errorf("curl: got exit %d, stderr %q; want 52 (empty reply) and no reset",
+						res.code, res.stderr)
+				}
+				checkLine(t, res.local)
+			})
+			t.Run("python", func(t *testing.T) {
+				ended, local := pythonRequest(t, python, addr)
+				if ended != "close_notify" {
+					t.Errorf("python client: connection ended by %s, want close_notify", ended)
+				}
+				checkLine(t, local)
+			})
 		})
 	}
+}
+
+// pythonEnding is a Python ssl client that sends an HTTP request and
+// reads until the connection ends, then prints how it ended and its own
+// address. Ragged EOFs are not suppressed, so an end without close_notify
+// raises SSLEOFError instead of reading as an empty string.
+const pythonEnding = `
+import socket, ssl, sys
+
+host, port, cafile = sys.argv[1:4]
+ctx = ssl.create_default_context(cafile=cafile)
+sock = socket.create_connection((host, int(port)), timeout=20)
+local = "%s:%d" % sock.getsockname()[:2]
+tls = ctx.wrap_socket(sock, server_hostname="localhost", suppress_ragged_eofs=False)
+tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+try:
+    while tls.recv(65536):
+        pass
+    ended = "close_notify"
+except ssl.SSLZeroReturnError:
+    ended = "close_notify"
+except ssl.SSLEOFError:
+    ended = "eof-without-close_notify"
+except ConnectionResetError:
+    ended = "reset"
+except Exception as e:
+    ended = type(e).__name__
+print(ended, local)
+`
+
+// pythonRequest runs pythonEnding against addr and returns how the
+// connection ended and the client's address.
+func pythonRequest(t *testing.T, python, addr string) (ended, local string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	out, errOut, code := run(t, "", python, "-c", pythonEnding, host, port, caFile())
+	ended, local, ok := strings.Cut(strings.TrimSpace(out), " ")
+	if code != 0 || !ok {
+		t.Fatalf("python client: exit %d, output %q\n%s", code, out, errOut)
+	}
+	return ended, local
+}
+
+// unansweringBackend returns a 127.0.0.1 address whose listener answers
+// no new connection: its accept queue, of length zero, already holds one
+// connection that is never accepted, so the kernel drops every further
+// SYN and a dial waits until its timeout.
+func unansweringBackend(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "unanswering backend")
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + itoa(sa.(*syscall.SockaddrInet4).Port)
+	for range 5 {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			return addr // the queue is full
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("%s still answers after 5 connections; want its accept queue full", addr)
+	return ""
 }
 
 // TestRuleMatch checks that a connection goes to the first rule of its
