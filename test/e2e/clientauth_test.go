@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -18,21 +23,50 @@ const (
 	subtypeSSLClientCert proxyproto.PP2Type = 0x28
 )
 
-// TestClientAuth runs curl with and without the development client
-// certificate against each client_auth mode. Where the handshake passes,
-// the backend learns whether a certificate was verified and nothing about
-// whose it was: the raw PROXY header holds neither the certificate's DER,
-// its common name nor its serial number, and no CN or certificate TLV.
-// Where a certificate is required and none is sent, the connection is
-// refused with AT-TLS code 5001 and never reaches the backend.
+// clientCert is a certificate curl presents, or none when file is "".
+type clientCert struct {
+	name      string
+	file, key string
+}
+
+// args are curl's arguments to present c.
+func (c clientCert) args() []string {
+	if c.file == "" {
+		return nil
+	}
+	return []string{"--cert", c.file, "--key", c.key}
+}
+
+// TestClientAuth runs curl against each client_auth mode without a
+// certificate, with the development client certificate, with a client
+// certificate of a foreign CA (a second attlsd certs init), and with the
+// server certificate, which lacks the client-authentication usage.
+//
+// Where the handshake passes, the backend learns whether a certificate
+// was verified and nothing about whose it was: the whole stream it
+// receives, PROXY header and all, holds neither the certificate's DER, its
+// public key, its common name nor its serial number, and the header has no
+// CN or certificate TLV. Where a certificate is required and none is sent,
+// the connection is refused with AT-TLS code 5001; where one cannot be
+// verified (full, required), it is refused with the reason. A refused
+// connection is logged at warn and never reaches the backend.
 func TestClientAuth(t *testing.T) {
 	needTool(t, "curl", "curl")
-	cert := loadCert(t, filepath.Join(certDir, "client.pem"))
-	withCert := []string{"--cert", filepath.Join(certDir, "client.pem"),
-		"--key", filepath.Join(certDir, "client-key.pem")}
+	foreign := newPKI(t)
+	var (
+		noCert     = clientCert{name: "without-cert"}
+		devCert    = clientCert{"dev-cert", filepath.Join(certDir, "client.pem"), filepath.Join(certDir, "client-key.pem")}
+		foreignCA  = clientCert{"foreign-CA", filepath.Join(foreign, "client.pem"), filepath.Join(foreign, "client-key.pem")}
+		serverCert = clientCert{"server-cert", filepath.Join(certDir, "server.pem"), filepath.Join(certDir, "server-key.pem")}
+	)
+	const (
+		unknownCA   = "client certificate not verified: x509: certificate signed by unknown authority"
+		wrongUsage  = "client certificate not verified: x509: certificate specifies an incompatible key usage"
+		missingCert = "client certificate required, none sent"
+	)
 
-	handle, headers := record(answerHTTP("ok\n"))
-	b := startBackend(t, handle)
+	streams := make(chan backendStream, 16)
+	b := startBackend(t, captureStream(streams))
 	modes := []string{"none", "passthru", "full", "required"}
 	d := startDaemon(t, "127.0.0.1", len(modes), func(p []int) string {
 		pol := environment()
@@ -44,101 +78,146 @@ func TestClientAuth(t *testing.T) {
 
 	tests := []struct {
 		mode         string
-		cert         bool
+		cert         clientCert
 		wantVerified bool
-		wantCode     float64 // refused with this AT-TLS code; 0 when served
+		wantRefused  string  // the close line's reason prefix; "" when served
+		wantCode     float64 // the AT-TLS code of a refusal; 0 for none
 	}{
-		{"none", true, false, 0},
-		{"passthru", true, false, 0},
-		{"full", true, true, 0},
-		{"full", false, false, 0},
-		{"required", true, true, 0},
-		{"required", false, false, 5001},
+		{"none", devCert, false, "", 0},
+		{"passthru", devCert, false, "", 0},
+		{"passthru", foreignCA, false, "", 0},
+		{"full", devCert, true, "", 0},
+		{"full", noCert, false, "", 0},
+		{"full", foreignCA, false, unknownCA, 0},
+		{"full", serverCert, false, wrongUsage, 0},
+		{"required", devCert, true, "", 0},
+		{"required", noCert, false, missingCert, 5001},
+		{"required", foreignCA, false, unknownCA, 0},
+		{"required", serverCert, false, wrongUsage, 0},
 	}
 	for _, tt := range tests {
-		name := tt.mode + "/without-cert"
-		if tt.cert {
-			name = tt.mode + "/with-cert"
-		}
-		t.Run(name, func(t *testing.T) {
-			port := indexOf(modes, tt.mode)
-			url, args := httpsURL(d.addr("127.0.0.1", port))
-			if tt.cert {
-				args = append(args, withCert...)
-			}
+		t.Run(tt.mode+"/"+tt.cert.name, func(t *testing.T) {
+			url, args := httpsURL(d.addr("127.0.0.1", indexOf(modes, tt.mode)))
 			before := b.accepted.Load()
-			res := curl(t, url, args...)
+			res := curl(t, url, append(args, tt.cert.args()...)...)
 
-			if tt.wantCode != 0 {
-				if res.code == 0 {
-					t.Fatalf("curl: got success, want the handshake refused")
-				}
-				line := d.closeLine(t, res.local)
-				if line.num("code") != tt.wantCode || line.str("level") != "warn" ||
-					line.str("reason") != "client certificate required, none sent" {
-					t.Errorf("close line: got level %q, code %v, reason %q; want warn, %v, %q",
-						line.str("level"), line.num("code"), line.str("reason"), tt.wantCode,
-						"client certificate required, none sent")
-				}
+			if tt.wantRefused != "" {
+				checkRefused(t, d, res, tt.wantRefused, tt.wantCode)
 				if n := b.accepted.Load() - before; n != 0 {
 					t.Errorf("backend connections: got %d, want 0", n)
 				}
 				return
 			}
-
 			if res.code != 0 || res.body != "ok\n" {
 				t.Fatalf("curl: got exit %d, body %q; want 0, %q\n%s", res.code, res.body, "ok\n", res.stderr)
 			}
-			bc := receive(t, headers, "backend connection")
-			checkNoClientIdentity(t, bc.Raw, cert)
-			ssl, ok := bc.ssl()
-			if !ok {
-				t.Fatalf("no valid SSL TLV in header %x", bc.Raw)
+			s := receive(t, streams, "backend stream")
+			if tt.cert.file != "" {
+				checkNoClientIdentity(t, s.all, loadCert(t, tt.cert.file))
 			}
-			verified := ssl.Verified() && ssl.ClientCertConn() && ssl.ClientCertSess()
-			if verified != tt.wantVerified || !ssl.ClientSSL() {
-				t.Errorf("SSL TLV: got client 0x%02x verify %d (verified %v); want verified %v",
-					ssl.Client, ssl.Verify, verified, tt.wantVerified)
-			}
-			if !tt.wantVerified && (ssl.Verified() || ssl.Client != 0x01) {
-				t.Errorf("SSL TLV without a verified certificate: got client 0x%02x verify %d; want 0x01, non-zero",
-					ssl.Client, ssl.Verify)
-			}
-			for _, sub := range ssl.TLV {
-				if sub.Type == subtypeSSLCN || sub.Type == subtypeSSLClientCert {
-					t.Errorf("SSL sub-TLV 0x%02x present: %q", byte(sub.Type), sub.Value)
-				}
-			}
+			checkSSLTLV(t, s.bc, tt.wantVerified)
 		})
 	}
 }
 
-// checkNoClientIdentity fails when the raw header holds anything taken
-// from the client certificate, or a CN or certificate TLV at top level.
-func checkNoClientIdentity(t *testing.T, raw []byte, cert *x509.Certificate) {
+// checkRefused checks that curl failed and that attlsd logged the refusal
+// at warn with reason and code (0: no code).
+func checkRefused(t *testing.T, d *daemon, res curlResult, reason string, code float64) {
 	t.Helper()
-	leaks := []struct {
-		what string
-		b    []byte
-	}{
-		{"the client certificate (DER)", cert.Raw},
-		{"its common name", []byte(cert.Subject.CommonName)},
-		{"its serial number", cert.SerialNumber.Bytes()},
-		{"its public key", cert.RawSubjectPublicKeyInfo},
+	if res.code == 0 {
+		t.Errorf("curl: got success, want the handshake refused")
 	}
-	for _, l := range leaks {
-		if bytes.Contains(raw, l.b) {
-			t.Errorf("PROXY header holds %s", l.what)
+	line := d.closeLine(t, res.local)
+	wantCode := code
+	if code == 0 {
+		wantCode = -1 // absent
+	}
+	if line.str("level") != "warn" || line.num("code") != wantCode ||
+		!strings.HasPrefix(line.str("reason"), reason) {
+		t.Errorf("close line: got level %q, code %v, reason %q; want warn, %v, %q...",
+			line.str("level"), line.num("code"), line.str("reason"), code, reason)
+	}
+}
+
+// checkSSLTLV checks that the SSL TLV says TLS, and a verified client
+// certificate exactly when verified, with no CN or certificate sub-TLV.
+func checkSSLTLV(t *testing.T, bc *backendConn, verified bool) {
+	t.Helper()
+	ssl, ok := bc.ssl()
+	if !ok {
+		t.Fatalf("no valid SSL TLV in header %x", bc.Raw)
+	}
+	got := ssl.Verified() && ssl.ClientCertConn() && ssl.ClientCertSess()
+	if got != verified || !ssl.ClientSSL() {
+		t.Errorf("SSL TLV: got client 0x%02x verify %d (verified %v); want verified %v",
+			ssl.Client, ssl.Verify, got, verified)
+	}
+	if !verified && (ssl.Verified() || ssl.Client != 0x01) {
+		t.Errorf("SSL TLV without a verified certificate: got client 0x%02x verify %d; want 0x01, non-zero",
+			ssl.Client, ssl.Verify)
+	}
+	for _, sub := range ssl.TLV {
+		if sub.Type == subtypeSSLCN || sub.Type == subtypeSSLClientCert {
+			t.Errorf("SSL sub-TLV 0x%02x present: %q", byte(sub.Type), sub.Value)
 		}
 	}
-	h := mustParseHeader(t, raw)
-	tlvs, err := h.TLVs()
+	tlvs, err := bc.Header.TLVs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tlv := range tlvs {
 		if tlv.Type == subtypeSSLCN || tlv.Type == subtypeSSLClientCert {
 			t.Errorf("TLV 0x%02x present at top level", byte(tlv.Type))
+		}
+	}
+}
+
+// backendStream is everything one backend connection received: the PROXY
+// header and every byte after it, up to the end of stream.
+type backendStream struct {
+	bc  *backendConn
+	all []byte
+}
+
+// captureStream answers one HTTP request with "ok\n" and, once the
+// client's side has ended, passes the whole stream it received on to ch.
+func captureStream(ch chan<- backendStream) func(*backendConn) {
+	return func(bc *backendConn) {
+		var rest bytes.Buffer
+		r := bufio.NewReader(io.TeeReader(bc, &rest))
+		req, err := http.ReadRequest(r)
+		if err != nil {
+			return // a client that gave up; the test sees it on its side
+		}
+		req.Body.Close()
+		fmt.Fprint(bc, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+		bc.CloseWrite()
+		io.Copy(io.Discard, r)
+		offer(ch, backendStream{bc, append(bytes.Clone(bc.Raw), rest.Bytes()...)})
+	}
+}
+
+// checkNoClientIdentity fails when stream holds anything taken from the
+// client certificate.
+func checkNoClientIdentity(t *testing.T, stream []byte, cert *x509.Certificate) {
+	t.Helper()
+	serial := cert.SerialNumber
+	leaks := []struct {
+		what string
+		b    []byte
+	}{
+		{"the client certificate (DER)", cert.Raw},
+		{"its public key", cert.RawSubjectPublicKeyInfo},
+		{"its subject (DER)", cert.RawSubject},
+		{"its common name", []byte(cert.Subject.CommonName)},
+		{"its serial number", serial.Bytes()},
+		{"its serial number in decimal", []byte(serial.String())},
+		{"its serial number in hex", []byte(serial.Text(16))},
+		{"its serial number in upper-case hex", []byte(strings.ToUpper(serial.Text(16)))},
+	}
+	for _, l := range leaks {
+		if bytes.Contains(stream, l.b) {
+			t.Errorf("the backend's stream holds %s", l.what)
 		}
 	}
 }
