@@ -3,6 +3,7 @@ package e2e
 import (
 	"net"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -19,7 +20,8 @@ func TestUnixBackend(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("curl: exit %d\n%s", res.code, res.stderr)
 	}
-	got, _ := parseDemo(t, res.body)
+	line := d.closeLine(t, res.local)
+	got := parseDemo(t, res.body, line)
 	want := demoAnswer{
 		ProxyHeader: true, Client: res.local, Destination: d.addr("127.0.0.1", 0),
 		Rule: "e2e", SNI: "localhost", ALPN: "http/1.1", TLS: true, TLSVersion: "TLSv1.3",
@@ -28,7 +30,7 @@ func TestUnixBackend(t *testing.T) {
 	if got != want {
 		t.Errorf("demo backend answer:\n got %+v\nwant %+v", got, want)
 	}
-	checkCloseLine(t, d.closeLine(t, res.local), map[string]string{
+	checkCloseLine(t, line, map[string]string{
 		"backend": backend, "reason": "closed", "level": "info"})
 }
 
@@ -38,7 +40,7 @@ func TestIPv6(t *testing.T) {
 	needTool(t, "curl", "curl")
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("IPv6 loopback ::1 unavailable on this host: %v", err)
+		missing(t, "IPv6 loopback ::1 unavailable on this host: "+err.Error())
 	}
 	ln.Close()
 
@@ -52,7 +54,8 @@ func TestIPv6(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("curl https://%s/: exit %d\n%s", addr, res.code, res.stderr)
 	}
-	got, _ := parseDemo(t, res.body)
+	line := d.closeLine(t, res.local)
+	got := parseDemo(t, res.body, line)
 	want := demoAnswer{
 		ProxyHeader: true, Client: res.local, Destination: addr, Rule: "v6",
 		ALPN: "http/1.1", TLS: true, TLSVersion: "TLSv1.3",
@@ -64,6 +67,27 @@ func TestIPv6(t *testing.T) {
 	if host, _, _ := net.SplitHostPort(res.local); host != "::1" {
 		t.Errorf("curl's address: got %s, want ::1", host)
 	}
-	checkCloseLine(t, d.closeLine(t, res.local), map[string]string{
+	checkCloseLine(t, line, map[string]string{
 		"listener": addr, "rule": "v6", "reason": "closed"})
+}
+
+// TestStartedLine checks that the daemon's start line lists every
+// listener it bound, as host:port, and that each of them accepts.
+func TestStartedLine(t *testing.T) {
+	d := startDaemon(t, "127.0.0.1", 2, func(p []int) string {
+		return environment() + inbound("tls", p[0], "127.0.0.1:9") +
+			inbound("clear", p[1], "127.0.0.1:9", "tls = false", "environment =")
+	})
+	l, ok := d.log.find(isMessage("attlsd started"))
+	if !ok {
+		t.Fatal("no \"attlsd started\" line")
+	}
+	got := slices.Sorted(slices.Values(l.strs("listeners")))
+	want := slices.Sorted(slices.Values([]string{d.addr("127.0.0.1", 0), d.addr("127.0.0.1", 1)}))
+	if !slices.Equal(got, want) {
+		t.Errorf("start line listeners: got %v, want %v\nline: %s", got, want, l)
+	}
+	for _, addr := range want {
+		dialTCP(t, addr).Close()
+	}
 }

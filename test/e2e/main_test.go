@@ -132,10 +132,16 @@ func needTool(t *testing.T, name, pkg string) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("%s not installed; apt-get install %s", name, pkg)
+	missing(t, fmt.Sprintf("%s not installed; apt-get install %s", name, pkg))
+	return ""
+}
+
+// missing skips the test because something it needs is not on this host,
+// or fails it under ATTLSD_E2E_STRICT=1.
+func missing(t *testing.T, msg string) {
+	t.Helper()
 	if strict() {
 		t.Fatal(msg + " (ATTLSD_E2E_STRICT=1)")
 	}
 	t.Skip(msg)
-	return ""
 }

@@ -32,21 +32,23 @@ type demoAnswer struct {
 	Path         string `json:"path"`
 }
 
-// parseDemo decodes a demo backend answer and moves the fields that vary
-// from run to run (connection id, cipher, group) out of the comparable
-// part, checking only that they are there.
-func parseDemo(t *testing.T, body string) (got demoAnswer, connID string) {
+// parseDemo decodes a demo backend answer and checks the fields that vary
+// from run to run (connection id, cipher, group) against the connection's
+// close line, then clears them so that the rest can be compared whole.
+func parseDemo(t *testing.T, body string, line logLine) demoAnswer {
 	t.Helper()
+	var got demoAnswer
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatalf("demo backend answer: %v\nbody: %q", err, body)
 	}
-	if got.Cipher == "" || got.Group == "" || got.ConnID == "" {
-		t.Errorf("demo backend answer: got cipher %q, group %q, conn_id %q; want all set",
-			got.Cipher, got.Group, got.ConnID)
+	if got.ConnID == "" || got.Cipher == "" || got.Group == "" {
+		t.Errorf("demo backend answer: got conn_id %q, cipher %q, group %q; want all set",
+			got.ConnID, got.Cipher, got.Group)
 	}
-	connID = got.ConnID
+	checkCloseLine(t, line, map[string]string{"conn_id": got.ConnID, "cipher": got.Cipher,
+		"group": got.Group})
 	got.ConnID, got.Cipher, got.Group = "", "", ""
-	return got, connID
+	return got
 }
 
 // checkCloseLine compares fields of a "connection closed" line with want.
@@ -83,7 +85,8 @@ func TestCurl(t *testing.T) {
 			if res.code != 0 {
 				t.Fatalf("curl exit: got %d, want 0\n%s", res.code, res.stderr)
 			}
-			got, connID := parseDemo(t, res.body)
+			line := d.closeLine(t, res.local)
+			got := parseDemo(t, res.body, line)
 			want := demoAnswer{
 				ProxyHeader: true, Client: res.local, Destination: d.addr("127.0.0.1", 0),
 				Rule: "e2e", SNI: "localhost", ALPN: "http/1.1", TLS: true,
@@ -93,16 +96,11 @@ func TestCurl(t *testing.T) {
 				t.Errorf("demo backend answer:\n got %+v\nwant %+v", got, want)
 			}
 
-			line := d.closeLine(t, res.local)
 			checkCloseLine(t, line, map[string]string{
 				"level": "info", "rule": "e2e", "backend": backend, "sni": "localhost",
-				"alpn": "http/1.1", "tls_version": tt.version, "conn_id": connID,
+				"alpn": "http/1.1", "tls_version": tt.version,
 				"reason": "closed", "listener": d.addr("127.0.0.1", 0),
 			})
-			if line.str("cipher") == "" || line.str("group") == "" {
-				t.Errorf("close line: got cipher %q, group %q; want both set",
-					line.str("cipher"), line.str("group"))
-			}
 			if line.num("bytes_in") <= 0 || line.num("bytes_out") <= float64(len(res.body)) {
 				t.Errorf("close line: got bytes_in %v, bytes_out %v; want > 0 and > body length %d",
 					line.num("bytes_in"), line.num("bytes_out"), len(res.body))
