@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,6 +155,60 @@ func TestOpenSSLClient(t *testing.T) {
 			line := d.closeLine(t, bc.source())
 			checkCloseLine(t, line, map[string]string{"conn_id": id, "tls_version": tt.version,
 				"sni": "localhost", "alpn": "http/1.1"})
+		})
+	}
+}
+
+// TestOpenSSLResumption connects twice with openssl s_client over TLS
+// 1.3, saving the session the first time (-sess_out) and offering it the
+// second (-sess_in). The first, full handshake tells the backend the
+// signature scheme of the ECDSA P-256 certificate; the second is a
+// resumption ("Reused"), which signs nothing, so its PROXY header has no
+// SSL_SIG_SCHEME. The second step needs the session of the first.
+func TestOpenSSLResumption(t *testing.T) {
+	openssl := needTool(t, "openssl", "openssl")
+	handle, headers := record(answerHTTP("ok\n"))
+	b := startBackend(t, handle)
+	d := simpleDaemon(t, b.addr, nil, nil)
+	session := filepath.Join(t.TempDir(), "session.pem")
+
+	steps := []struct {
+		name, flag  string
+		wantSession string // s_client's summary line starts so
+		wantScheme  string // "": no SSL_SIG_SCHEME sub-TLV
+	}{
+		{"full-handshake", "-sess_out", "New, TLSv1.3", "ecdsa_secp256r1_sha256"},
+		{"resumed", "-sess_in", "Reused, TLSv1.3", ""},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			// -ign_eof keeps s_client reading after the request, so that it
+			// takes in the session ticket that TLS 1.3 sends after the
+			// handshake, and the answer.
+			req := "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+			out, errOut, code := run(t, req, openssl, "s_client", "-tls1_3", "-ign_eof",
+				"-connect", d.addr("127.0.0.1", 0), "-servername", "localhost",
+				"-CAfile", caFile(), "-verify_return_error", st.flag, session)
+			if code != 0 || !strings.Contains(out, "\n"+st.wantSession) ||
+				!strings.Contains(out, "\r\n\r\nok\n") {
+				t.Fatalf("openssl s_client %s: got exit %d, want 0, %q and the answer\n%s\n%s",
+					st.flag, code, st.wantSession, out, errOut)
+			}
+			bc := receive(t, headers, "backend connection")
+			ssl, ok := bc.ssl()
+			if !ok {
+				t.Fatalf("no valid SSL TLV in %x", bc.Raw)
+			}
+			var scheme string
+			present := false
+			for _, sub := range ssl.TLV {
+				if sub.Type == proxyproto.PP2_SUBTYPE_SSL_SIG_SCHEME {
+					scheme, present = string(sub.Value), true
+				}
+			}
+			if scheme != st.wantScheme || present != (st.wantScheme != "") {
+				t.Errorf("SSL_SIG_SCHEME: got %q (present %v), want %q", scheme, present, st.wantScheme)
+			}
 		})
 	}
 }
