@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,27 +17,49 @@ import (
 	"time"
 )
 
-// TestCheck runs attlsd check on a good policy and on one with two
-// mistakes. The good one passes with a summary on stdout; the broken one
-// fails with each mistake on its own file:line:col line.
+// TestCheck runs attlsd check on a good policy, on one with two mistakes,
+// on one whose only problem is a warning, and on one whose port the test
+// holds. The good one passes with a summary on stdout; the broken one
+// fails with each mistake on its own file:line:col line; warnings are
+// printed the same way but do not fail the check; and since check binds
+// nothing, a port in use does not fail it either.
 func TestCheck(t *testing.T) {
-	dir := t.TempDir()
-	copyCerts(t, filepath.Join(dir, "certs"))
-	file := filepath.Join(dir, "policy.hcl")
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	heldPort := itoa(held.Addr().(*net.TCPAddr).Port)
 
 	tests := []struct {
-		name     string
-		policy   string
-		wantCode int
-		// wantLines are the lines on which stderr must report a mistake,
+		name    string
+		policy  string
+		prepare func(t *testing.T, dir string) // adjusts the copied certificates
+		// wantCode is the exit status; wantSummary is in stdout when it is 0.
+		wantCode    int
+		wantSummary string
+		// wantLines are the lines on which stderr must report a problem,
 		// each with a word the message must contain.
 		wantLines map[int]string
 	}{
-		{"good", goodPolicy, 0, nil},
-		{"two-mistakes", brokenPolicy, 1, map[int]string{4: "handshake_timeout", 13: "colour"}},
+		{"good", goodPolicy, nil, 0, "2 inbound rules, 0 outbound rules, 3 listeners\n", nil},
+		{"two-mistakes", brokenPolicy, nil, 1, "", map[int]string{4: "handshake_timeout", 13: "colour"}},
+		{"warning-only", goodPolicy, func(t *testing.T, dir string) {
+			if err := os.Chmod(filepath.Join(dir, "certs", "server-key.pem"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, "3 listeners, 1 warning\n", map[int]string{3: "warning: Private key mode"}},
+		{"port-in-use", strings.Replace(goodPolicy, "= 8443", "= "+heldPort, 1), nil, 0,
+			"2 inbound rules", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyCerts(t, filepath.Join(dir, "certs"))
+			if tt.prepare != nil {
+				tt.prepare(t, dir)
+			}
+			file := filepath.Join(dir, "policy.hcl")
 			writeFile(t, file, tt.policy)
 			stdout, stderr, code := run(t, "", attlsdBin, "check", file)
 			if code != tt.wantCode {
@@ -45,9 +68,11 @@ func TestCheck(t *testing.T) {
 			}
 			if tt.wantCode == 0 {
 				want := file + ": ok: "
-				if !strings.HasPrefix(stdout, want) || !strings.Contains(stdout, "2 inbound rules") {
-					t.Errorf("stdout: got %q, want %q... naming 2 inbound rules", stdout, want)
+				if !strings.HasPrefix(stdout, want) || !strings.Contains(stdout, tt.wantSummary) {
+					t.Errorf("stdout: got %q, want %q... with %q", stdout, want, tt.wantSummary)
 				}
+			}
+			if len(tt.wantLines) == 0 {
 				if stderr != "" {
 					t.Errorf("stderr: got %q, want nothing", stderr)
 				}
@@ -280,6 +305,53 @@ func TestStopSignals(t *testing.T) {
 				t.Errorf("open connection after stop: read got %v, want it closed", err)
 			}
 			d.closeLineAfterExit(t, c.LocalAddr().String())
+		})
+	}
+}
+
+// ansiEscape matches the colour codes of zerolog's console writer.
+var ansiEscape = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// TestConsoleLog runs attlsd once with --log-format console: the start
+// line and a connection's close line come out in zerolog's human form,
+// one line each and not JSON, with the same fields as the JSON log.
+func TestConsoleLog(t *testing.T) {
+	needTool(t, "curl", "curl")
+	b := startBackend(t, answerHTTP("ok\n"))
+	file := filepath.Join(t.TempDir(), "policy.hcl")
+	p, addr := startListening(t, attlsdBin, func(port int) []string {
+		writeFile(t, file, environment()+inbound("e2e", port, b.addr))
+		return []string{"run", "--policy", file, "--log-format", "console", "--drain-timeout", "1s"}
+	})
+	url, resolve := httpsURL(addr)
+	res := curl(t, url, resolve...)
+	if res.code != 0 || res.body != "ok\n" {
+		t.Fatalf("curl: got exit %d, body %q; want 0, %q\n%s", res.code, res.body, "ok\n", res.stderr)
+	}
+
+	tests := []struct {
+		name, find string
+		want       []string
+	}{
+		{"start-line", "attlsd started", []string{"INF", "attlsd started", addr}},
+		{"close-line", res.local, []string{"INF", "connection closed", "client=" + res.local,
+			"rule=e2e", "backend=" + b.addr, "reason=closed", "tls_version=TLSv1.3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			line, err := p.out.waitText(logTimeout, p.exited, tt.find)
+			if err != nil {
+				t.Fatalf("console log: %v\n%s", err, p.out.text())
+			}
+			plain := ansiEscape.ReplaceAllString(line, "")
+			if strings.HasPrefix(strings.TrimSpace(plain), "{") {
+				t.Errorf("console line is JSON: %s", plain)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(plain, w) {
+					t.Errorf("console line: got %q, want it to hold %q", plain, w)
+				}
+			}
 		})
 	}
 }
