@@ -68,13 +68,15 @@ func connectBackend(ctx context.Context, rule *policy.Rule, m *Meta) (net.Conn, 
 // client still sends until the client closes or lingerTimeout passes. The
 // caller closes the connection afterwards.
 //
-// Closing a socket whose receive queue holds unread bytes, such as the
-// request the client sent right after its handshake, makes the kernel send
-// a RST instead of a FIN (RFC 1122 4.2.2.13; RFC 793 3.5 treats it as an
-// abort). The RST makes the client's kernel drop what it has not read yet,
-// close_notify included, so the client reports "connection reset by peer"
-// for a connection that attlsd meant to end in order. Draining first
-// leaves nothing unread when the socket closes.
+// A TCP that closes with received data still unread, or that receives
+// data after the close, answers with a RST instead of ending in order
+// (RFC 1122 4.2.2.13, on the CLOSE of RFC 793 3.5); Linux does both. The
+// client has usually sent its request right after its handshake, so a
+// plain close resets it, and the RST makes the client's kernel drop what
+// it has not read yet, close_notify included: curl and openssl report
+// "connection reset by peer" for a connection that attlsd meant to end.
+// Reading until the client's own close (or the bound) leaves nothing
+// unread when the socket closes.
 func closeCleanly(client net.Conn) {
 	// One deadline bounds the close_notify write and the drain both.
 	client.SetDeadline(time.Now().Add(lingerTimeout))
