@@ -36,6 +36,11 @@ type conn struct {
 	// connection runs; it is written a few times per connection.
 	mu   sync.Mutex
 	info ConnInfo
+
+	// rl is the relay once bytes flow; Close aborts it.
+	rl atomic.Pointer[relay]
+	// end runs last in finish: the server forgets the connection.
+	end func()
 }
 
 // serve takes the connection through its steps and logs one line when it
@@ -51,7 +56,30 @@ func (c *conn) serve(ctx context.Context, p *policy.Policy, l *policy.Listener) 
 	case policy.ListenIntercept:
 		err = c.intercepted(ctx, p)
 	}
-	c.finish(err)
+	if err != errHandedOff {
+		c.finish(err)
+	}
+}
+
+// errHandedOff says that a relay owns the connection now and finishes it.
+var errHandedOff = errors.New("handed off to the relay")
+
+// relay copies between client and backend under rule's silence bounds.
+// It returns errHandedOff; done runs with the relay's result when both
+// directions have ended, on whichever goroutine ends last.
+func (c *conn) relay(client, backend side, rule *policy.Rule, done func(error)) error {
+	r := newRelay(client, backend, &c.in, &c.out, ruleTimeouts(rule), done)
+	c.rl.Store(r)
+	r.run()
+	return errHandedOff
+}
+
+// abort ends the connection now: its relay if one runs, else its socket.
+func (c *conn) abort() {
+	if r := c.rl.Load(); r != nil {
+		r.abort()
+	}
+	c.raw.Close()
 }
 
 // match maps the connection to the first rule of its listener that takes
@@ -170,4 +198,7 @@ func (c *conn) finish(err error) {
 		Dur(logkey.Duration, time.Since(c.start)).
 		Str(logkey.Reason, reason).
 		Msg("connection closed")
+	if c.end != nil {
+		c.end()
+	}
 }

@@ -34,120 +34,92 @@ type side struct {
 	inspect func(first []byte) error
 }
 
-// timeouts bound how long a relay may stay silent. The zero value, or a
-// nil pointer, bounds nothing.
+// relay copies both ways between client and backend until both
+// directions have ended. An end of stream in one direction is passed on
+// as a half-close, so the other direction keeps flowing (a client that
+// sends a request and then FIN still gets the whole response). Any error
+// in either direction closes both connections.
 //
-// No deadline is touched per read: each read only notes the time, and a
-// read deadline is set once per timeout period; when it fires, the pipe
-// checks the last byte either way and either ends the relay or moves the
-// deadline on.
-type timeouts struct {
-	idle      time.Duration // no byte either way for this long; 0: none
-	halfClose time.Duration // no byte in the open direction once the other has ended; 0: none
-
-	base  time.Time    // relay start, for monotonic times
-	last  atomic.Int64 // since base, of the last byte read either way
-	ended atomic.Bool  // one direction has ended
+// A relay owns no goroutine of its own: each direction runs on one while
+// bytes flow and parks when the relay goes quiet (see parker), and the
+// direction that ends last calls done with the cause.
+type relay struct {
+	client, backend side
+	t               *timeouts
+	dirs            [2]direction // client to backend, backend to client
+	left            atomic.Int32 // directions not ended yet
+	errs            [2]error     // each written by its direction before left drops
+	aborted         atomic.Bool
+	abortOnce       sync.Once
+	done            func(error)
 }
 
-// silenceError ends a relay that a timeout found silent.
-type silenceError struct {
-	what string
-	d    time.Duration
-}
-
-func (e *silenceError) Error() string {
-	return fmt.Sprintf("%s: no byte for %s", e.what, e.d)
-}
-
-// limit returns the silence allowed now and what it is called.
-func (t *timeouts) limit() (time.Duration, string) {
-	if t.ended.Load() {
-		return t.halfClose, "half-close timeout"
-	}
-	return t.idle, "idle timeout"
-}
-
-// arm sets src's first read deadline.
-func (t *timeouts) arm(src net.Conn) {
-	if d, _ := t.limit(); d > 0 {
-		src.SetReadDeadline(time.Now().Add(d))
-	}
-}
-
-// touch notes a byte read.
-func (t *timeouts) touch() { t.last.Store(int64(time.Since(t.base))) }
-
-// expired is called when src's read deadline has passed: it returns the
-// error that ends the relay, or moves the deadline to the end of the
-// current allowance and returns nil.
-func (t *timeouts) expired(src net.Conn) error {
-	d, what := t.limit()
-	if d <= 0 {
-		src.SetReadDeadline(time.Time{})
-		return nil
-	}
-	last := t.base.Add(time.Duration(t.last.Load()))
-	if time.Since(last) >= d {
-		return &silenceError{what, d}
-	}
-	src.SetReadDeadline(last.Add(d))
-	return nil
-}
-
-// halfClosed switches the open direction, read from src, to the
-// half-close timeout.
-func (t *timeouts) halfClosed(src net.Conn) {
-	t.ended.Store(true)
-	t.touch()
-	if t.halfClose > 0 {
-		src.SetReadDeadline(time.Now().Add(t.halfClose))
-	} else {
-		src.SetReadDeadline(time.Time{})
-	}
-}
-
-// relay copies both ways between client and backend until both directions
-// have ended. An end of stream in one direction is passed on as a
-// half-close, so the other direction keeps flowing (a client that sends a
-// request and then FIN still gets the whole response). Any error in
-// either direction closes both connections. in and out count the bytes
-// delivered to the backend and to the client. t, when not nil, bounds
-// silence.
-func relay(client, backend side, in, out *atomic.Int64, t *timeouts) error {
+// newRelay prepares a relay. in and out count the bytes delivered to the
+// backend and to the client; t bounds silence (nil: no bound); done gets
+// the relay's result.
+func newRelay(client, backend side, in, out *atomic.Int64, t *timeouts,
+	done func(error)) *relay {
 	if t == nil {
 		t = &timeouts{}
 	}
-	t.base = time.Now()
-	var once sync.Once
-	abort := func() {
-		once.Do(func() {
-			client.conn.Close()
-			backend.conn.Close()
-		})
+	r := &relay{client: client, backend: backend, t: t, done: done}
+	r.dirs[0] = direction{rl: r, i: 0, dst: backend, src: client, n: in}
+	r.dirs[1] = direction{rl: r, i: 1, dst: client, src: backend, n: out}
+	for i := range r.dirs {
+		r.dirs[i].r.init(r.dirs[i].src.conn)
 	}
+	return r
+}
 
-	errc := make(chan error, 1)
-	go func() {
-		err := pipe(backend, client, in, t)
-		if err != nil {
-			abort()
-		} else {
-			t.halfClosed(backend.conn)
-		}
-		errc <- err
-	}()
-	errOut := pipe(client, backend, out, t)
-	if errOut != nil {
-		abort()
+// run starts both directions and returns once the backend-to-client one
+// has ended or parked: the calling goroutine serves it until then.
+func (r *relay) run() {
+	r.t.start()
+	r.left.Store(2)
+	go r.dirs[0].run()
+	r.dirs[1].run()
+}
+
+// ended records how direction i ended. A clean end half-closes; an error
+// aborts the relay. The last direction to end reports the cause.
+func (r *relay) ended(i int, err error) {
+	r.errs[i] = err
+	if err != nil {
+		r.abort()
 	} else {
-		t.halfClosed(client.conn)
+		r.t.halfClosed()
+		r.nudge(&r.dirs[1-i])
 	}
-	errIn := <-errc
-	abort()
+	if r.left.Add(-1) == 0 {
+		r.abort()
+		r.done(r.cause())
+	}
+}
 
-	// The first failure is the cause; the other side then sees its
-	// connection closed under it.
+// nudge makes the other direction look at its silence limit again: the
+// half-close timeout now applies.
+func (r *relay) nudge(d *direction) {
+	d.src.conn.SetReadDeadline(time.Now())
+	parking.unpark(d)
+}
+
+// abort closes both connections once, and starts parked directions so
+// that they see it and end.
+func (r *relay) abort() {
+	r.abortOnce.Do(func() {
+		r.aborted.Store(true)
+		r.client.conn.Close()
+		r.backend.conn.Close()
+		for i := range r.dirs {
+			parking.unpark(&r.dirs[i])
+		}
+	})
+}
+
+// cause is the relay's result: the first failure, the other direction
+// then having seen its connection closed under it.
+func (r *relay) cause() error {
+	errIn, errOut := r.errs[0], r.errs[1]
 	if errIn != nil && !errors.Is(errIn, net.ErrClosed) {
 		return errIn
 	}
@@ -157,46 +129,98 @@ func relay(client, backend side, in, out *atomic.Int64, t *timeouts) error {
 	return errors.Join(errIn, errOut)
 }
 
-// pipe copies src to dst with a pooled buffer until src ends, then
-// half-closes dst. It returns nil after a clean end of stream. t, when
-// not nil, bounds silence.
-func pipe(dst, src side, n *atomic.Int64, t *timeouts) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	if t == nil {
-		t = &timeouts{base: time.Now()}
-	}
-	t.arm(src.conn)
+// errParked ends a direction's goroutine while the direction lives on in
+// the parker.
+var errParked = errors.New("parked")
 
+// direction is one way of a relay: src is read, dst written.
+type direction struct {
+	rl       *relay
+	i        int
+	dst, src side
+	n        *atomic.Int64
+	r        reader
+	armed    bool      // src is registered with the parker (guarded by its lock)
+	running  time.Time // when the current run began
+}
+
+// run copies until the source ends, fails or parks. It runs again, on a
+// new goroutine, each time the parker starts it.
+func (d *direction) run() {
+	d.running = time.Now()
+	err := d.copy()
+	if err == errParked {
+		return
+	}
+	d.r.release()
+	d.rl.ended(d.i, err)
+}
+
+// copy moves bytes from src to dst until src ends (then it half-closes
+// dst and returns nil), fails, or parks (errParked).
+func (d *direction) copy() error {
+	if err := d.quiet(); err != nil {
+		return err
+	}
 	for {
-		nr, rerr := src.conn.Read(buf)
-		if nr > 0 {
-			t.touch()
-			if src.inspect != nil {
-				if err := src.inspect(buf[:nr]); err != nil {
-					return err
-				}
-				src.inspect = nil
-			}
-			nw, werr := dst.conn.Write(buf[:nr])
-			n.Add(int64(nw))
-			if werr != nil {
-				return fmt.Errorf("write to %s: %w", dst.name, werr)
+		data, rerr := d.r.read()
+		if len(data) > 0 {
+			if err := d.write(data); err != nil {
+				return err
 			}
 		}
 		switch {
 		case rerr == nil:
 		case rerr == io.EOF:
-			return closeWrite(dst)
+			return closeWrite(d.dst)
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
-			if err := t.expired(src.conn); err != nil {
+			if err := d.quiet(); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("read from %s: %w", src.name, rerr)
+			return fmt.Errorf("read from %s: %w", d.src.name, rerr)
 		}
 	}
+}
+
+// write forwards data read from src, after src's inspect hook if it has
+// one.
+func (d *direction) write(data []byte) error {
+	d.rl.t.touch()
+	if d.src.inspect != nil {
+		if err := d.src.inspect(data); err != nil {
+			return err
+		}
+		d.src.inspect = nil
+	}
+	nw, err := d.dst.conn.Write(data)
+	d.n.Add(int64(nw))
+	if err != nil {
+		return fmt.Errorf("write to %s: %w", d.dst.name, err)
+	}
+	return nil
+}
+
+// quiet handles silence: at the start of a run and whenever the read
+// deadline passes, it ends the relay on a silence limit, parks the
+// direction (errParked), or sets the deadline of the next check.
+func (d *direction) quiet() error {
+	canPark := d.r.sock != nil && parking.available()
+	v, err := d.rl.t.next(time.Now(), d.running, canPark)
+	if err != nil {
+		return err
+	}
+	if v.park {
+		d.r.release()
+		if parking.park(d, v.wake) {
+			return errParked
+		}
+		if v, err = d.rl.t.next(time.Now(), d.running, false); err != nil {
+			return err
+		}
+	}
+	d.src.conn.SetReadDeadline(v.until)
+	return nil
 }
 
 // closeWrite ends one direction of dst. On TLS it sends close_notify and

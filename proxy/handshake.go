@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -11,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/attlsd/attlsd/policy"
 )
@@ -47,15 +48,15 @@ func (r *refusal) Unwrap() error { return r.err }
 
 // handshake runs the server side of TLS on raw with the rule's settings.
 // The deadline covers the whole handshake, so a client that sends nothing,
-// or one byte a second, is cut at the AT-TLS HandshakeTimeout.
+// or one byte a second, is cut at the AT-TLS HandshakeTimeout. A socket
+// deadline, not a context: HandshakeContext would start a goroutine per
+// handshake to watch the context.
 func handshake(raw net.Conn, r *policy.Rule) (*tls.Conn, error) {
 	timeout := r.Environment.HandshakeTimeout
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-
-	tc := tls.Server(raw, r.TLSConfig)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		if ctx.Err() != nil {
+	raw.SetDeadline(time.Now().Add(timeout))
+	tc := tls.Server(newSock(raw), r.TLSConfig)
+	if err := tc.Handshake(); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("no handshake within %s", timeout)
 			return nil, &refusal{reason: "handshake timed out", kind: "handshake_timeout",
 				code: CodeTimeout, handshake: true, err: err}
@@ -65,6 +66,7 @@ func handshake(raw net.Conn, r *policy.Rule) (*tls.Conn, error) {
 		// the failure lies in the client's first flight.
 		return nil, classify(err, tc.ConnectionState().Version == 0)
 	}
+	raw.SetDeadline(time.Time{})
 	return tc, nil
 }
 

@@ -46,8 +46,8 @@ func (c *conn) inbound(ctx context.Context, l *policy.Listener) error {
 		return err
 	}
 	c.upstream(backend)
-	return relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
-		&c.in, &c.out, ruleTimeouts(rule))
+	return c.relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
+		rule, c.finish)
 }
 
 // connectBackend dials rule's backend and writes the metadata header.

@@ -71,14 +71,18 @@ func (s *Server) accept(l *listener) {
 	}
 }
 
-// serve runs one connection under the generation current at accept and
-// forgets it when it ends.
+// serve runs one connection under the generation current at accept. The
+// connection may outlive this goroutine (its relay parks when quiet);
+// finish forgets it when it ends.
 func (s *Server) serve(l *listener, raw net.Conn) {
-	defer s.wg.Done()
 	g := s.current.Load()
 	pl := g.byAddr[l.addr]
 	c := s.newConn(raw, g, pl)
-	defer s.track(c)()
+	untrack := s.track(c)
+	c.end = func() {
+		untrack()
+		s.wg.Done()
+	}
 	if s.ctx.Err() != nil { // Close ran between Accept and track
 		raw.Close()
 	}

@@ -50,7 +50,7 @@ func originate(ctx context.Context, rule *policy.Rule, endpoint, name string,
 	timeout := rule.Environment.HandshakeTimeout
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tc := tls.Client(raw, cfg)
+	tc := tls.Client(newSock(raw), cfg)
 	began := time.Now()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()

@@ -71,17 +71,18 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 		return err
 	}
 	c.s.obs.Handshake(c.dir, took)
-	if guard != nil {
-		if ap, err := netip.ParseAddrPort(tc.LocalAddr().String()); err == nil {
-			defer guard.forget(ap.Port())
-		}
-	}
 	c.describeOutbound(tc)
 
 	app := side{conn: c.raw, name: "app", inspect: refuseClientHello}
 	c.upstream(tc)
-	err = relay(app, side{conn: tc, name: "endpoint"}, &c.in, &c.out, ruleTimeouts(rule))
-	return rejectedLate(endpoint, rule, err)
+	return c.relay(app, side{conn: tc, name: "endpoint"}, rule, func(err error) {
+		if guard != nil {
+			if ap, perr := netip.ParseAddrPort(tc.LocalAddr().String()); perr == nil {
+				guard.forget(ap.Port())
+			}
+		}
+		c.finish(rejectedLate(endpoint, rule, err))
+	})
 }
 
 // describeOutbound records the negotiated parameters in the log fields.

@@ -227,7 +227,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.connMu.Lock()
 	for c := range s.conns {
-		c.raw.Close()
+		c.abort()
 	}
 	s.connMu.Unlock()
 	s.wg.Wait()
@@ -240,6 +240,9 @@ func (s *Server) Close() error {
 func (s *Server) nextID() string {
 	return s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 16)
 }
+
+// Accepted returns how many connections have been accepted since New.
+func (s *Server) Accepted() uint64 { return s.idSeq.Load() }
 
 // track registers c so Close can reach it; the returned func forgets it.
 func (s *Server) track(c *conn) func() {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/attlsd/attlsd/internal/admin"
 	"github.com/attlsd/attlsd/internal/logkey"
+	"github.com/attlsd/attlsd/internal/memtrim"
 	"github.com/attlsd/attlsd/internal/metrics"
 	"github.com/attlsd/attlsd/internal/reload"
 	"github.com/attlsd/attlsd/policy"
@@ -97,6 +98,7 @@ func runCmd(args []string, stderr io.Writer) int {
 		r.Run(ctx)
 		close(done)
 	}()
+	go memtrim.Run(ctx, srv.Accepted, memtrim.Quiet, nil)
 
 	wait(log, sigs, r)
 	drain(log, srv, sigs, *drainTimeout)

@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// parkAfter is how long a relay may stay silent before its directions
+// park: their goroutines end, and the parker starts them again when a
+// byte arrives. A second keeps request and response traffic on running
+// goroutines, where a wake-up costs nothing extra.
+const parkAfter = time.Second
+
+// timeouts bound how long a relay may stay silent. The zero value bounds
+// nothing and parks after parkAfter.
+//
+// No deadline is touched per read: each read only notes the time, and a
+// read deadline is set once per period; when it fires, the direction
+// checks the last byte either way and ends the relay, parks, or moves the
+// deadline on.
+type timeouts struct {
+	idle      time.Duration // no byte either way for this long; 0: none
+	halfClose time.Duration // no byte in the open direction once the other has ended; 0: none
+	park      time.Duration // silence before the directions park; 0: parkAfter
+
+	base  time.Time    // relay start, for monotonic times
+	last  atomic.Int64 // since base, of the last byte read either way
+	ended atomic.Bool  // one direction has ended
+}
+
+// silenceError ends a relay that a timeout found silent.
+type silenceError struct {
+	what string
+	d    time.Duration
+}
+
+func (e *silenceError) Error() string {
+	return fmt.Sprintf("%s: no byte for %s", e.what, e.d)
+}
+
+// limit returns the silence allowed now and what it is called.
+func (t *timeouts) limit() (time.Duration, string) {
+	if t.ended.Load() {
+		return t.halfClose, "half-close timeout"
+	}
+	return t.idle, "idle timeout"
+}
+
+// start begins the count of silence.
+func (t *timeouts) start() {
+	t.base = time.Now()
+	t.last.Store(0)
+}
+
+// touch notes a byte read.
+func (t *timeouts) touch() { t.last.Store(int64(time.Since(t.base))) }
+
+// halfClosed switches the open direction to the half-close timeout.
+func (t *timeouts) halfClosed() {
+	t.ended.Store(true)
+	t.touch()
+}
+
+// verdict is what a direction does about silence until its next check.
+type verdict struct {
+	until time.Time     // read deadline of the next check; zero: none
+	park  bool          // park now
+	wake  time.Duration // when parking: wake this soon to end the relay; 0: never
+}
+
+// next decides, at now, what a direction does about the silence so far:
+// the relay ends (a silenceError), the direction parks, or it reads on
+// until the returned deadline. A direction parks once neither the relay
+// nor it, since it started running at since, has seen a byte for
+// parkAfter; canPark is false where parking is not available.
+func (t *timeouts) next(now, since time.Time, canPark bool) (verdict, error) {
+	last := t.base.Add(time.Duration(t.last.Load()))
+	d, what := t.limit()
+	if d > 0 && now.Sub(last) >= d {
+		return verdict{}, &silenceError{what, d}
+	}
+	quietSince := last
+	if since.After(last) {
+		quietSince = since
+	}
+	park := t.park
+	if park <= 0 {
+		park = parkAfter
+	}
+	if canPark && now.Sub(quietSince) >= park {
+		v := verdict{park: true}
+		if d > 0 {
+			v.wake = d - now.Sub(last)
+		}
+		return v, nil
+	}
+	var v verdict
+	if canPark {
+		v.until = quietSince.Add(park)
+	}
+	if d > 0 && (v.until.IsZero() || last.Add(d).Before(v.until)) {
+		v.until = last.Add(d)
+	}
+	return v, nil
+}
