@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,8 @@ func throughputCmd(args []string) error {
 		moved *= 2
 	}
 	result("throughput_MBps", moved/elapsed/1e6)
-	result("cpu_s_per_GB", cpu/(moved/1e9))
+	result("GB", moved/1e9)
+	result("cpu_s", cpu)
 	return nil
 }
 
@@ -127,7 +129,9 @@ func handshakeCmd(args []string) error {
 				r, err := oneExchange(f.addr, wc, msg, buf)
 				switch {
 				case err != nil:
-					failed.Add(1)
+					if failed.Add(1) == 1 {
+						fmt.Fprintln(os.Stderr, "loadgen: first failure:", err)
+					}
 				case r:
 					resumed.Add(1)
 					fallthrough
@@ -142,7 +146,8 @@ func handshakeCmd(args []string) error {
 	result("handshakes_per_s", float64(done.Load())/elapsed)
 	result("resumed_fraction", float64(resumed.Load())/max(1, float64(done.Load())))
 	result("failed", float64(failed.Load()))
-	result("cpu_ms_per_handshake", 1000*cpu/max(1, float64(done.Load())))
+	result("handshakes", float64(done.Load()))
+	result("cpu_s", cpu)
 	return nil
 }
 
