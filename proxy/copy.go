@@ -29,9 +29,12 @@ var bufPool = sync.Pool{New: func() any {
 type side struct {
 	conn net.Conn
 	name string // for error messages: "client", "backend", "app", "endpoint"
-	// inspect, when set, sees the first bytes read from this side before
-	// they are forwarded; an error refuses them and ends the relay.
-	inspect func(first []byte) error
+	// inspect, when set, sees what is read from this side, before it is
+	// forwarded, until it has judged it: it then returns the bytes it
+	// held back from earlier reads, which go first. Until then it holds
+	// each read back (wait). An error refuses the bytes and ends the
+	// relay. At the end of the stream it gets nil, which decides.
+	inspect func(data []byte) (held []byte, wait bool, err error)
 }
 
 // relay copies both ways between client and backend until both
@@ -172,6 +175,11 @@ func (d *direction) copy() error {
 		switch {
 		case rerr == nil:
 		case rerr == io.EOF:
+			if d.src.inspect != nil { // what it holds is all there is
+				if err := d.write(nil); err != nil {
+					return err
+				}
+			}
 			return closeWrite(d.dst)
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
 			if err := d.quiet(); err != nil {
@@ -183,15 +191,27 @@ func (d *direction) copy() error {
 	}
 }
 
-// write forwards data read from src, after src's inspect hook if it has
-// one.
+// write forwards data read from src, once src's inspect hook, if it has
+// one, has judged it.
 func (d *direction) write(data []byte) error {
 	d.rl.t.touch()
 	if d.src.inspect != nil {
-		if err := d.src.inspect(data); err != nil {
+		held, wait, err := d.src.inspect(data)
+		if err != nil || wait {
 			return err
 		}
 		d.src.inspect = nil
+		if err := d.forward(held); err != nil {
+			return err
+		}
+	}
+	return d.forward(data)
+}
+
+// forward writes data to dst and counts it.
+func (d *direction) forward(data []byte) error {
+	if len(data) == 0 {
+		return nil
 	}
 	nw, err := d.dst.conn.Write(data)
 	d.n.Add(int64(nw))

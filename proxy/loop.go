@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -40,6 +41,17 @@ func (g *loopGuard) control(network, address string, rc syscall.RawConn) error {
 	g.ports[port] = dst
 	g.mu.Unlock()
 	return nil
+}
+
+// release forgets c, a finished outbound connection; a nil guard has
+// nothing to forget.
+func (g *loopGuard) release(c net.Conn) {
+	if g == nil {
+		return
+	}
+	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
+		g.forget(ap.Port())
+	}
 }
 
 // forget drops the record of a finished outbound connection.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -54,13 +55,19 @@ func (c *conn) intercepted(ctx context.Context, p *policy.Policy) error {
 }
 
 // outbound originates TLS to endpoint for the app on c.raw and relays.
-// The app's bytes flow only once the handshake has succeeded; the first
-// of them are checked for a ClientHello of the app's own. A loop guard,
-// when given, records the connection's source port while it lasts.
+// The app's first bytes are judged before attlsd dials, when the app
+// sends them soon enough, and before any is forwarded in any case: an
+// app that speaks TLS itself is refused. The app's bytes flow only once
+// the handshake has succeeded. A loop guard, when given, records the
+// connection's source port while it lasts.
 func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name string,
 	guard *loopGuard) error {
 	c.fields = c.fields.Str(logkey.Endpoint, endpoint).Str(logkey.SNI, name)
 	c.update(func(i *ConnInfo) { i.Target, i.SNI = endpoint, name })
+	check := new(helloCheck)
+	if err := check.peek(c.raw, rule.Environment.HandshakeTimeout); err != nil {
+		return err
+	}
 
 	var control func(string, string, syscall.RawConn) error
 	if guard != nil {
@@ -72,17 +79,37 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	}
 	c.s.obs.Handshake(c.dir, took)
 	c.describeOutbound(tc)
+	if err := c.sendPassed(tc, check); err != nil {
+		tc.Close()
+		guard.release(tc)
+		return err
+	}
 
-	app := side{conn: c.raw, name: "app", inspect: refuseClientHello}
+	app := side{conn: c.raw, name: "app"}
+	if !check.decided {
+		app.inspect = check.inspect
+	}
 	c.upstream(tc)
 	return c.relay(app, side{conn: tc, name: "endpoint"}, rule, func(err error) {
-		if guard != nil {
-			if ap, perr := netip.ParseAddrPort(tc.LocalAddr().String()); perr == nil {
-				guard.forget(ap.Port())
-			}
-		}
+		guard.release(tc)
 		c.finish(rejectedLate(endpoint, rule, err))
 	})
+}
+
+// sendPassed writes to the endpoint the app's bytes that the check read
+// before the dial: they may be all the app sends before it waits for an
+// answer, so they cannot wait for the relay's first read.
+func (c *conn) sendPassed(tc *tls.Conn, check *helloCheck) error {
+	b := check.passed()
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := tc.Write(b)
+	c.in.Add(int64(n))
+	if err != nil {
+		return fmt.Errorf("write to endpoint: %w", err)
+	}
+	return nil
 }
 
 // describeOutbound records the negotiated parameters in the log fields.
@@ -99,19 +126,6 @@ func (c *conn) describeOutbound(tc *tls.Conn) {
 		Str(logkey.TLSVersion, versionName(cs.Version)).
 		Str(logkey.Cipher, tls.CipherSuiteName(cs.CipherSuite)).
 		Str(logkey.Group, groupName(cs.CurveID))
-}
-
-// refuseClientHello spots an app that speaks TLS into an outbound rule,
-// a known AT-TLS misconfiguration: TLS inside TLS reaches no server in a
-// useful form. A TLS record starts with content type 22 (handshake) and
-// major version 3 (RFC 8446 5.1).
-func refuseClientHello(first []byte) error {
-	if len(first) >= 3 && first[0] == 0x16 && first[1] == 0x03 && first[2] <= 0x04 {
-		return &refusal{kind: "tls_inside_tls", reason: "the app sent a TLS ClientHello into an outbound rule " +
-			"(TLS inside TLS): make the app speak cleartext to this port, " +
-			"or point it at the endpoint directly"}
-	}
-	return nil
 }
 
 // sameAddr reports whether a and b are one address, IPv4-mapped or not.

@@ -285,22 +285,30 @@ func appWaits(t *testing.T, addr string) string {
 }
 
 // TestOutboundTLSInsideTLS has the app speak TLS itself into the outbound
-// port, with Go's crypto/tls and with openssl s_client. attlsd must
-// refuse the ClientHello instead of wrapping it in its own TLS: the app's
-// handshake fails, nothing of it reaches the endpoint, and the log says
-// what is wrong and what to do.
+// port: Go's crypto/tls and openssl s_client in one write, and Python's
+// ClientHello sent as its first bytes, a pause longer than attlsd waits
+// for a first byte, then the rest. attlsd must refuse the ClientHello
+// instead of wrapping it in its own TLS: the app's handshake fails,
+// nothing of it reaches the endpoint, and the log says what is wrong and
+// what to do. An app that speaks at once is judged before attlsd dials,
+// so the endpoint being down does not hide the app's mistake and attlsd
+// never shakes hands with it; an app that speaks only after attlsd has
+// dialled is judged before any of its bytes are handed on.
 func TestOutboundTLSInsideTLS(t *testing.T) {
+	goApp := func(t *testing.T, addr string, _ <-chan struct{}) {
+		c := tls.Client(dialTCP(t, addr), clientTLS(t))
+		if err := c.Handshake(); err == nil {
+			t.Errorf("app's own TLS handshake through an outbound rule: got success, want failure")
+		}
+	}
 	tests := []struct {
 		name string
-		app  func(t *testing.T, addr string)
+		down bool // the endpoint refuses connections
+		app  func(t *testing.T, addr string, handshook <-chan struct{})
+		late bool // the app speaks once attlsd has shaken hands with the endpoint
 	}{
-		{"go-crypto-tls", func(t *testing.T, addr string) {
-			c := tls.Client(dialTCP(t, addr), clientTLS(t))
-			if err := c.Handshake(); err == nil {
-				t.Errorf("app's own TLS handshake through an outbound rule: got success, want failure")
-			}
-		}},
-		{"openssl-s_client", func(t *testing.T, addr string) {
+		{name: "go-crypto-tls", app: goApp},
+		{name: "openssl-s_client", app: func(t *testing.T, addr string, _ <-chan struct{}) {
 			openssl := needTool(t, "openssl", "openssl")
 			_, stderr, code := run(t, "", openssl, "s_client", "-connect", addr,
 				"-servername", "localhost", "-CAfile", caFile())
@@ -308,35 +316,147 @@ func TestOutboundTLSInsideTLS(t *testing.T) {
 				t.Errorf("s_client through an outbound rule: got exit 0, want failure\n%s", stderr)
 			}
 		}},
+		{name: "python-split-1+rest", app: splitHelloApp(1)},
+		{name: "python-split-4+rest", app: splitHelloApp(4)},
+		{name: "endpoint-down/go-crypto-tls", down: true, app: goApp},
+		{name: "endpoint-down/python-split-1+rest", down: true, app: splitHelloApp(1)},
+		{name: "after-endpoint-handshake/split-1+rest", late: true, app: lateHelloApp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := make(chan digest, 1)
-			endpoint := startTLSEndpoint(t, endpointTLS(t, certDir), func(c *tls.Conn) {
-				offer(got, newDigest(hashAll(c)))
-			})
+			handshook := make(chan struct{})
+			endpoint := closedEndpoint(t)
+			if !tt.down {
+				endpoint = startTLSEndpoint(t, endpointTLS(t, certDir), func(c *tls.Conn) {
+					close(handshook) // one connection at most
+					offer(got, newDigest(hashAll(c)))
+				})
+			}
 			d := outboundDaemon(t, endpoint, nil, nil)
 
-			tt.app(t, d.addr("127.0.0.1", 0))
+			tt.app(t, d.addr("127.0.0.1", 0), handshook)
 			line, err := d.log.wait(logTimeout, d.exited, isMessage("connection closed"))
 			if err != nil {
 				t.Fatalf("close line: %v\nattlsd log:\n%s", err, d.log.text())
 			}
-			checkCloseLine(t, line, map[string]string{"level": "warn", "rule": outRule,
-				"direction": "outbound"})
-			const want = "the app sent a TLS ClientHello into an outbound rule (TLS inside TLS): " +
-				"make the app speak cleartext to this port"
-			if !strings.HasPrefix(line.str("reason"), want) {
-				t.Errorf("close line reason:\n got %q\nwant %q...", line.str("reason"), want)
+			// attlsd logs the endpoint's address and TLS version once it
+			// has shaken hands with it.
+			want := map[string]string{"level": "warn", "rule": outRule,
+				"direction": "outbound", "remote": "", "tls_version": ""}
+			if tt.late {
+				want["remote"], want["tls_version"] = endpoint, "TLSv1.3"
 			}
-			if line.num("bytes_in") != 0 {
-				t.Errorf("close line bytes_in: got %v, want 0", line.num("bytes_in"))
-			}
-			if g := receive(t, got, "endpoint end of stream"); g.n != 0 {
-				t.Errorf("endpoint read %d bytes of the app's ClientHello, want none", g.n)
+			checkCloseLine(t, line, want)
+			checkTLSInsideTLS(t, line)
+			if tt.late {
+				if g := receive(t, got, "endpoint end of stream"); g.n != 0 {
+					t.Errorf("endpoint read %d bytes of the app's ClientHello, want none", g.n)
+				}
 			}
 		})
 	}
+}
+
+// checkTLSInsideTLS checks that a close line refuses the app's own TLS
+// and that nothing of it was forwarded.
+func checkTLSInsideTLS(t *testing.T, line logLine) {
+	t.Helper()
+	const want = "the app sent a TLS ClientHello into an outbound rule (TLS inside TLS): " +
+		"make the app speak cleartext to this port"
+	if !strings.HasPrefix(line.str("reason"), want) {
+		t.Errorf("close line reason:\n got %q\nwant %q...", line.str("reason"), want)
+	}
+	if line.num("bytes_in") != 0 {
+		t.Errorf("close line bytes_in: got %v, want 0", line.num("bytes_in"))
+	}
+}
+
+// pythonSplitHello makes a ClientHello with Python's ssl module and sends
+// it on a raw socket in two writes: its first bytes, a pause, the rest.
+// It exits 0 when the server closes without answering.
+//
+// Arguments: port, CA file, bytes in the first write, pause in seconds.
+const pythonSplitHello = `
+import socket, ssl, sys, time
+
+port, cafile, first, pause = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+ctx = ssl.create_default_context(cafile=cafile)
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = outgoing.read()
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.sendall(hello[:first])
+time.sleep(pause)
+s.sendall(hello[first:])
+try:
+    answer = s.recv(65536)
+except ConnectionResetError:
+    answer = b""
+print("sent %d bytes in writes of %d and %d, got %d back" %
+      (len(hello), first, len(hello) - first, len(answer)))
+sys.exit(1 if answer else 0)
+`
+
+// splitHelloApp is an app that sends Python's ClientHello with its first
+// write of first bytes, then a pause longer than attlsd's wait for a
+// first byte (200 ms).
+func splitHelloApp(first int) func(*testing.T, string, <-chan struct{}) {
+	return func(t *testing.T, addr string, _ <-chan struct{}) {
+		python := needTool(t, "python3", "python3")
+		_, port, _ := net.SplitHostPort(addr)
+		stdout, stderr, code := run(t, "", python, "-c", pythonSplitHello, port, caFile(),
+			itoa(first), "0.5")
+		if code != 0 {
+			t.Errorf("split ClientHello: got exit %d, want 0 (closed unanswered)\n%s%s",
+				code, stdout, stderr)
+		}
+	}
+}
+
+// lateHelloApp connects and says nothing until attlsd has shaken hands
+// with the endpoint, then sends a ClientHello in two writes.
+func lateHelloApp(t *testing.T, addr string, handshook <-chan struct{}) {
+	hello := clientHello(t)
+	c := dialTCP(t, addr)
+	receive(t, handshook, "attlsd's handshake with the endpoint")
+	if _, err := c.Write(hello[:1]); err != nil {
+		t.Fatalf("app write: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := c.Write(hello[1:]); err != nil && !errIsClosed(err) {
+		t.Fatalf("app write: %v", err)
+	}
+	if n, _ := io.Copy(io.Discard, c); n != 0 {
+		t.Errorf("app read %d bytes after its ClientHello, want none", n)
+	}
+}
+
+// clientHello returns the first record Go's crypto/tls sends: a
+// ClientHello.
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	app, peer := net.Pipe()
+	defer peer.Close()
+	cfg := clientTLS(t)
+	go func() {
+		tls.Client(app, cfg).Handshake()
+		app.Close()
+	}()
+	hello := make([]byte, 5)
+	if _, err := io.ReadFull(peer, hello); err != nil {
+		t.Fatalf("read ClientHello header: %v", err)
+	}
+	hello = append(hello, make([]byte, int(hello[3])<<8|int(hello[4]))...)
+	if _, err := io.ReadFull(peer, hello[5:]); err != nil {
+		t.Fatalf("read ClientHello: %v", err)
+	}
+	return hello
 }
 
 // TestOutboundLargeTransfer sends 64 MiB each way at the same time
