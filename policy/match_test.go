@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -137,4 +138,99 @@ inbound "other_port" {
 	if want := []string{":7000", ":7001", ":8443"}; !slices.Equal(addrs, want) {
 		t.Errorf("got listeners %v, want %v", addrs, want)
 	}
+}
+
+// transparentPolicy has overlapping transparent rules whose file order
+// differs from their match order: priority high to low, then name.
+const transparentPolicy = `
+environment "public" {}
+intercept "netfilter" {
+  port = 15001
+}
+outbound "catch_all" {
+  remote_ports     = "1-65535"
+  remote_addresses = "any"
+  environment      = "public"
+}
+outbound "b_dc" {
+  remote_ports     = 443
+  remote_addresses = ["10.0.0.0/8"]
+  priority         = 50
+  environment      = "public"
+}
+outbound "a_lab" {
+  remote_ports     = "443-444"
+  remote_addresses = ["10.9.0.0/16", "2001:db8::/32"]
+  priority         = 50
+  environment      = "public"
+}
+outbound "vip" {
+  remote_ports     = "8000-8443"
+  remote_addresses = ["10.9.9.9"]
+  priority         = 900
+  environment      = "public"
+}
+outbound "web_any" {
+  remote_ports     = 443
+  remote_addresses = "any"
+  priority         = 10
+  environment      = "public"
+}
+`
+
+// TestMatchOriginal matches original destinations against overlapping
+// transparent rules: the first in AT-TLS order wins, so a higher priority
+// beats a narrower or earlier rule and a tie goes to the name that sorts
+// first; port ranges include both ends; "any" takes every address of
+// either family.
+func TestMatchOriginal(t *testing.T) {
+	p := parseString(t, t.TempDir(), transparentPolicy)
+	var order []string
+	for _, r := range p.Transparent {
+		order = append(order, r.Name)
+	}
+	want := []string{"vip", "a_lab", "b_dc", "web_any", "catch_all"}
+	if !slices.Equal(order, want) {
+		t.Errorf("got Transparent %v, want %v", order, want)
+	}
+
+	tests := []struct {
+		name, dst, want string
+	}{
+		{"highest priority of three", "10.9.9.9:8443", "vip"},
+		{"first port of a range", "10.9.9.9:8000", "vip"},
+		{"below a range", "10.9.9.9:7999", "catch_all"},
+		{"above a range", "10.9.9.9:8444", "catch_all"},
+		{"priority tie, name decides", "10.9.1.1:443", "a_lab"},
+		{"tie loser alone", "10.1.1.1:443", "b_dc"},
+		{"IPv4-mapped destination", "[::ffff:10.1.1.1]:443", "b_dc"},
+		{"last port of a range", "10.9.1.1:444", "a_lab"},
+		{"address in one rule, port in none of its peers", "10.1.1.1:444", "catch_all"},
+		{"any address", "192.0.2.1:443", "web_any"},
+		{"IPv6 prefix", "[2001:db8::1]:443", "a_lab"},
+		{"any address, other port", "[2001:db8::1]:445", "catch_all"},
+		{"any address, IPv6", "[2001:db9::1]:443", "web_any"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := p.MatchOriginal(netip.MustParseAddrPort(tt.dst))
+			if r == nil || r.Name != tt.want {
+				t.Errorf("got MatchOriginal(%s) = %v, want rule %q", tt.dst, ruleName(r), tt.want)
+			}
+		})
+	}
+	t.Run("no rule", func(t *testing.T) {
+		without := &Policy{Transparent: p.Transparent[:len(p.Transparent)-1]}
+		if r := without.MatchOriginal(netip.MustParseAddrPort("10.1.1.1:444")); r != nil {
+			t.Errorf("got rule %q without catch_all, want nil: attlsd fails closed", r.Name)
+		}
+	})
+}
+
+// ruleName is r's name, or "no rule" for nil.
+func ruleName(r *Rule) string {
+	if r == nil {
+		return "no rule"
+	}
+	return strconv.Quote(r.Name)
 }
