@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real clients and peers the end-to-end tests drive (curl,
-# openssl, Python, HAProxy, nginx, iproute2 and nftables for the
+# openssl, Python, HAProxy, nginx, iproute2, nftables and iptables for the
 # transparent outbound tests, systemd-analyze, kill and setcap for the
 # deployment examples) when they are missing. As root with
 # apt-get it installs them; otherwise it lists what is missing, and those
@@ -16,9 +16,10 @@ command -v nginx   >/dev/null || need+=(nginx-light)
 # The transparent outbound tests build network namespaces; the tools live
 # in sbin, which a non-root PATH may lack.
 have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
-have ip      || need+=(iproute2)
-have nft     || need+=(nftables)
-have setpriv || need+=(util-linux)
+have ip       || need+=(iproute2)
+have nft      || need+=(nftables)
+have iptables || need+=(iptables)
+have setpriv  || need+=(util-linux)
 # The deployment examples: systemd-analyze checks the unit (installing the
 # package starts nothing here), /bin/kill is its ExecReload, setcap gives a
 # binary the right to bind a port below 1024.

@@ -27,9 +27,11 @@ import (
 //	gw   s0   203.0.113.1   2001:db8:2::1
 //	srv  eth0 203.0.113.2   2001:db8:2::2  TLS echo server, certificate for both
 //	srv  eth0 203.0.113.3                  the same server, not in its certificate
+//	srv  eth0 203.0.113.66                 the same server, in its certificate
 //
-// attlsd runs in gw, as a gateway that redirects in PREROUTING, or in
-// app, beside the app, redirecting in OUTPUT.
+// The server's certificate also holds labHostName. attlsd runs in gw, as
+// a gateway that redirects in PREROUTING, or in app, beside the app,
+// redirecting in OUTPUT.
 const (
 	appAddr4     = "198.51.100.2"
 	appAddr6     = "2001:db8:1::2"
@@ -40,6 +42,8 @@ const (
 	srvAddr4     = "203.0.113.2"
 	srvAddr6     = "2001:db8:2::2"
 	srvBadAddr4  = "203.0.113.3"
+	srvWideAddr4 = "203.0.113.66"
+	labHostName  = "srv.attlsd.test"
 	labEchoPorts = "8443,9443"
 )
 
@@ -170,12 +174,13 @@ var netnsSeq atomic.Int32
 
 // newNetnsLab builds the namespaces, links, routes and the TLS echo
 // server, and removes it all when the test ends. It skips the test when
-// not root or when the kernel refuses namespaces or NAT.
+// not root or when the kernel refuses namespaces or NAT; under
+// ATTLSD_E2E_STRICT=1 it fails it instead.
 func newNetnsLab(t *testing.T) *netnsLab {
 	t.Helper()
 	const why = "transparent outbound test needs root and iproute2+nftables: "
 	if os.Geteuid() != 0 {
-		t.Skipf(why+"running as uid %d", os.Geteuid())
+		skipOrFail(t, why+"running as uid %d", os.Geteuid())
 	}
 	lab := &netnsLab{
 		ip:  needTool(t, "ip", "iproute2"),
@@ -191,7 +196,7 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	lab.app, lab.gw, lab.srv = prefix+"app", prefix+"gw", prefix+"srv"
 	for _, ns := range []string{lab.app, lab.gw, lab.srv} {
 		if out, err := exec.Command(lab.ip, "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf(why+"cannot create a network namespace: %v: %s", err, bytes.TrimSpace(out))
+			skipOrFail(t, why+"cannot create a network namespace: %v: %s", err, bytes.TrimSpace(out))
 		}
 		t.Cleanup(func() { exec.Command(lab.ip, "netns", "del", ns).Run() })
 		// Addresses are usable at once: no duplicate address detection.
@@ -201,18 +206,29 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	if err := lab.loadNft(lab.gw, "table inet attlsd_probe {\n"+
 		"  chain prerouting {\n    type nat hook prerouting priority -100;\n"+
 		"    tcp dport 1 redirect to :2\n  }\n}\n"); err != nil {
-		t.Skipf(why+"netfilter NAT unavailable: %v", err)
+		skipOrFail(t, why+"netfilter NAT unavailable: %v", err)
 	}
 
 	lab.wire(t)
 	lab.certs = filepath.Join(t.TempDir(), "certs")
 	out, err := exec.Command(attlsdBin, "certs", "init", lab.certs,
-		"--hosts", srvAddr4+","+srvAddr6).CombinedOutput()
+		"--hosts", strings.Join([]string{srvAddr4, srvAddr6, srvWideAddr4, labHostName}, ",")).
+		CombinedOutput()
 	if err != nil {
 		t.Fatalf("attlsd certs init: %v\n%s", err, out)
 	}
 	lab.startEcho(t)
 	return lab
+}
+
+// skipOrFail skips the test with a message, or fails it under
+// ATTLSD_E2E_STRICT=1, where every test must run.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if strict() {
+		t.Fatalf(format+" (ATTLSD_E2E_STRICT=1)", args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // wire joins the namespaces, addresses them and sets the routes.
@@ -231,6 +247,7 @@ func (lab *netnsLab) wire(t *testing.T) {
 		{"-n", lab.gw, "addr", "add", gwSrvAddr6 + "/64", "dev", "s0", "nodad"},
 		{"-n", lab.srv, "addr", "add", srvAddr4 + "/24", "dev", "eth0"},
 		{"-n", lab.srv, "addr", "add", srvBadAddr4 + "/24", "dev", "eth0"},
+		{"-n", lab.srv, "addr", "add", srvWideAddr4 + "/24", "dev", "eth0"},
 		{"-n", lab.srv, "addr", "add", srvAddr6 + "/64", "dev", "eth0", "nodad"},
 	}
 	for _, ns := range []string{lab.app, lab.gw, lab.srv} {
@@ -262,6 +279,17 @@ func (lab *netnsLab) sh(t *testing.T, ns, script string) {
 	out, err := exec.Command(lab.ip, "netns", "exec", ns, "sh", "-c", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("in %s: sh -c %q: %v: %s", ns, script, err, bytes.TrimSpace(out))
+	}
+}
+
+// run runs a program in namespace ns or fails the test.
+func (lab *netnsLab) run(t *testing.T, ns, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(lab.ip, append([]string{"netns", "exec", ns, name}, args...)...).
+		CombinedOutput()
+	if err != nil {
+		t.Fatalf("in %s: %s %s: %v: %s", ns, name, strings.Join(args, " "), err,
+			bytes.TrimSpace(out))
 	}
 }
 

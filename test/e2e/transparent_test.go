@@ -24,20 +24,49 @@ const gwRedirect = `table inet attlsd_e2e {
 }
 `
 
+// gwRedirects are the two ways the gateway redirects the app's
+// connections: an nftables redirect, and iptables and ip6tables REDIRECT.
+var gwRedirects = []struct {
+	name string
+	load func(t *testing.T, lab *netnsLab)
+}{
+	{"nftables", func(t *testing.T, lab *netnsLab) { lab.nftables(t, lab.gw, gwRedirect) }},
+	{"iptables", func(t *testing.T, lab *netnsLab) {
+		lab.nftables(t, lab.gw, "") // nothing but what iptables adds
+		rule := []string{"-t", "nat", "-A", "PREROUTING", "-i", "a0", "-p", "tcp",
+			"--dport", "8443", "-j", "REDIRECT", "--to-ports", gwIntercept}
+		lab.run(t, lab.gw, needTool(t, "iptables", "iptables"), rule...)
+		lab.run(t, lab.gw, needTool(t, "ip6tables", "iptables"), rule...)
+	}},
+}
+
 // TestTransparentOutbound runs attlsd on a gateway that redirects the
-// app's cleartext connections to its intercept port with nftables.
-// attlsd reads each connection's original destination, picks the rule by
-// it, and originates TLS to that very address, verified against the
+// app's cleartext connections to its intercept port, with nftables and
+// with iptables. attlsd reads each connection's original destination,
+// picks the rule by it in AT-TLS order (rule "a_wide4" also takes the
+// destinations of "srv4", which comes first by priority though not by
+// name), and originates TLS to that very address, verified against the
 // certificate's IP SANs; the server echoes. Redirected destinations no
 // rule takes, connections made to the intercept port itself, and a
 // server whose certificate lacks the address are refused and logged.
 func TestTransparentOutbound(t *testing.T) {
-	lab := newNetnsLab(t)
-	lab.nftables(t, lab.gw, gwRedirect)
+	for _, redirect := range gwRedirects {
+		t.Run(redirect.name, func(t *testing.T) {
+			lab := newNetnsLab(t)
+			redirect.load(t, lab)
+			testTransparentOutbound(t, lab)
+		})
+	}
+}
+
+func testTransparentOutbound(t *testing.T, lab *netnsLab) {
 	d := lab.startAttlsd(t, lab.gw, lab.transparentEnv()+
 		block("outbound", "srv4", `remote_ports = 8443`,
 			`remote_addresses = ["203.0.113.0/26"]`, `environment = "lab"`,
 			`priority = 100`, `connect_timeout = "3s"`)+
+		block("outbound", "a_wide4", `remote_ports = "8000-9000"`,
+			`remote_addresses = ["203.0.113.0/24"]`, `environment = "lab"`,
+			`priority = 50`, `connect_timeout = "3s"`)+
 		block("outbound", "srv6", `remote_ports = "8443"`,
 			`remote_addresses = ["2001:db8:2::/64"]`, `environment = "lab"`,
 			`connect_timeout = "3s"`)+
@@ -55,12 +84,14 @@ func TestTransparentOutbound(t *testing.T) {
 		wantLevel, wantReason string
 		wantHandshake         bool
 	}{
-		{name: "ipv4", dst: net.JoinHostPort(srvAddr4, "8443"),
+		{name: "ipv4/higher-priority", dst: net.JoinHostPort(srvAddr4, "8443"),
 			wantRule: "srv4", wantFrom: gwSrvAddr4},
+		{name: "ipv4/lower-priority", dst: net.JoinHostPort(srvWideAddr4, "8443"),
+			wantRule: "a_wide4", wantFrom: gwSrvAddr4},
 		{name: "ipv6", dst: net.JoinHostPort(srvAddr6, "8443"),
 			wantRule: "srv6", wantFrom: gwSrvAddr6},
-		{name: "no-rule-ipv4", dst: "203.0.113.66:8443", wantLevel: "warn",
-			wantReason: "no outbound rule takes destination 203.0.113.66:8443"},
+		{name: "no-rule-ipv4", dst: "192.0.2.66:8443", wantLevel: "warn",
+			wantReason: "no outbound rule takes destination 192.0.2.66:8443"},
 		{name: "no-rule-ipv6", dst: "[2001:db8:3::1]:8443", wantLevel: "warn",
 			wantReason: "no outbound rule takes destination [2001:db8:3::1]:8443"},
 		{name: "not-redirected-ipv4", dst: net.JoinHostPort(gwAppAddr4, gwIntercept),
