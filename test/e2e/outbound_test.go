@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -723,4 +724,72 @@ func checkIdentity(t *testing.T, d *daemon, i int, rule, name, ip string, port i
 		"reason": "closed", "rule": rule, "sni": name,
 		"endpoint": net.JoinHostPort(name, itoa(port)),
 		"remote":   net.JoinHostPort(ip, itoa(port))})
+}
+
+// srvDrop is the server's netfilter for TestOutboundUnanswered: SYNs to
+// port 9443, and to port 8443 of the address not in the certificate,
+// are dropped without a word, as a firewall does. Each rule counts what
+// it dropped.
+const srvDrop = `table inet attlsd_e2e {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp dport 9443 counter drop
+    ip daddr ` + srvBadAddr4 + ` tcp dport 8443 counter drop
+  }
+}
+`
+
+// TestOutboundUnanswered runs attlsd beside the app in the namespace lab,
+// with a private /etc/hosts, towards a server whose firewall drops some
+// SYNs. An endpoint that never answers fails at connect_timeout with a
+// log line that says so; a host name whose first address is dropped and
+// whose second works is reached at the second within the connect timeout.
+// The drop counters show that attlsd did try the dropped address.
+func TestOutboundUnanswered(t *testing.T) {
+	unshare := needHostsNamespace(t)
+	lab := newNetnsLab(t)
+	lab.nftables(t, lab.srv, srvDrop)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	// Go keeps this order for IPv4 addresses (RFC 6724 rule 9 is for
+	// IPv6 only), so the dropped address is tried first.
+	writeFile(t, hosts, "127.0.0.1 localhost\n"+
+		srvBadAddr4+" "+labHostName+"\n"+srvAddr4+" "+labHostName+"\n")
+	const silentPort, secondPort = "15003", "15004"
+	d := lab.startAttlsd(t, lab.app, lab.transparentEnv()+
+		block("outbound", "silent", "port = "+silentPort, `environment = "lab"`,
+			"endpoint = "+quote(net.JoinHostPort(srvAddr4, "9443")), `connect_timeout = "1s"`)+
+		block("outbound", "second", "port = "+secondPort, `environment = "lab"`,
+			"endpoint = "+quote(net.JoinHostPort(labHostName, "8443")),
+			`connect_timeout = "6s"`),
+		withHosts(unshare, hosts)...)
+
+	t.Run("no-answer", func(t *testing.T) {
+		before := lab.dropped(t, "9443")
+		c := lab.dial(t, lab.app, "127.0.0.1:"+silentPort, []byte("hello"))
+		line := d.closeLine(t, c.local)
+		checkLabRefused(t, line, c, "error",
+			"connect to "+net.JoinHostPort(srvAddr4, "9443")+": no answer within 1s")
+		if n := lab.dropped(t, "9443") - before; n == 0 {
+			t.Errorf("SYNs dropped on the way to port 9443: got %d, want some", n)
+		}
+	})
+	t.Run("first-address-dropped", func(t *testing.T) {
+		before := lab.dropped(t, srvBadAddr4)
+		echoes := lab.echoCount()
+		payload := pattern(64<<10, 77)
+		c := lab.dial(t, lab.app, "127.0.0.1:"+secondPort, payload)
+		if c.err != "" || !bytes.Equal(c.got, payload) {
+			t.Fatalf("echo through attlsd: got %d bytes (error %q), want the %d sent",
+				len(c.got), c.err, len(payload))
+		}
+		dst := net.JoinHostPort(srvAddr4, "8443")
+		checkCloseLine(t, d.closeLine(t, c.local), map[string]string{"level": "info",
+			"reason": "closed", "rule": "second", "sni": labHostName,
+			"endpoint": net.JoinHostPort(labHostName, "8443"), "remote": dst})
+		checkLabEchoed(t, lab.echoed(t, dst, echoes), appAddr4, len(payload))
+		if n := lab.dropped(t, srvBadAddr4) - before; n == 0 {
+			t.Errorf("SYNs dropped on the way to %s: got %d, want some: "+
+				"the first address was not tried", srvBadAddr4, n)
+		}
+	})
 }

@@ -311,6 +311,28 @@ func (lab *netnsLab) nftables(t *testing.T, ns, rules string) {
 	}
 }
 
+// dropped sums the packet counters of the nftables rules in srv whose
+// text holds match.
+func (lab *netnsLab) dropped(t *testing.T, match string) int {
+	t.Helper()
+	out, err := exec.Command(lab.ip, "netns", "exec", lab.srv, lab.nft, "list", "ruleset").
+		CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list ruleset in %s: %v: %s", lab.srv, err, bytes.TrimSpace(out))
+	}
+	total := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		_, counter, ok := strings.Cut(line, "counter packets ")
+		if !ok || !strings.Contains(line, match) {
+			continue
+		}
+		var n int
+		fmt.Sscan(counter, &n)
+		total += n
+	}
+	return total
+}
+
 // startEcho runs the TLS echo server in srv on labEchoPorts.
 func (lab *netnsLab) startEcho(t *testing.T) {
 	t.Helper()
