@@ -117,6 +117,104 @@ inbound "plain" {
 	})
 }
 
+// TestClientTLSConfig checks the TLS client configuration of outbound
+// rules: the environment's trust, versions, cipher suites, curves, ALPN
+// and client certificate, the rule's server name, and a session cache of
+// its own.
+func TestClientTLSConfig(t *testing.T) {
+	dir := testDir(t)
+	p := parseString(t, dir, `
+environment "client" {
+  certificate   = "certs/client.pem"
+  private_key   = "certs/client-key.pem"
+  trust         = ["certs/ca.pem"]
+  tls_versions  = ["1.2"]
+  cipher_suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
+  curves        = ["P-384"]
+  alpn          = ["h2", "http/1.1"]
+}
+environment "system" {}
+intercept "netfilter" {
+  port = 15001
+}
+outbound "mapped" {
+  port        = 15003
+  endpoint    = "api.example.com:443"
+  environment = "client"
+}
+outbound "named" {
+  port        = 15004
+  endpoint    = "10.0.0.1:443"
+  server_name = "api.internal"
+  environment = "system"
+}
+outbound "transparent" {
+  remote_ports     = 443
+  remote_addresses = "any"
+  environment      = "client"
+}
+`)
+	t.Run("environment settings", func(t *testing.T) {
+		c := ruleNamed(t, p, "mapped").TLSConfig
+		wantSuites := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}
+		if got := c.CipherSuites; !slices.Equal(got, wantSuites) {
+			t.Errorf("got suites %#x, want %#x", got, wantSuites)
+		}
+		if got, want := c.CurvePreferences, []tls.CurveID{tls.CurveP384}; !slices.Equal(got, want) {
+			t.Errorf("got curves %v, want %v", got, want)
+		}
+		if c.MinVersion != tls.VersionTLS12 || c.MaxVersion != tls.VersionTLS12 {
+			t.Errorf("got versions %#x-%#x, want TLS 1.2 only", c.MinVersion, c.MaxVersion)
+		}
+		if got, want := c.NextProtos, []string{"h2", "http/1.1"}; !slices.Equal(got, want) {
+			t.Errorf("got ALPN %q, want %q", got, want)
+		}
+		if c.RootCAs == nil || !c.RootCAs.Equal(x509Pool(t, dir)) {
+			t.Error("got RootCAs other than the trust pool")
+		}
+		if len(c.Certificates) != 1 || c.Certificates[0].Leaf == nil ||
+			c.Certificates[0].Leaf.Subject.CommonName != "attlsd dev client" {
+			t.Errorf("got %d certificates, want the client certificate", len(c.Certificates))
+		}
+		if c.ClientCAs != nil || c.ClientAuth != tls.NoClientCert || c.InsecureSkipVerify {
+			t.Error("got server-side or verification-skipping settings on a client config")
+		}
+	})
+	t.Run("defaults", func(t *testing.T) {
+		c := ruleNamed(t, p, "named").TLSConfig
+		if c.RootCAs != nil || len(c.Certificates) != 0 {
+			t.Errorf("got RootCAs %v and %d certificates, want system roots and none",
+				c.RootCAs, len(c.Certificates))
+		}
+		if c.CipherSuites != nil || c.CurvePreferences != nil {
+			t.Errorf("got suites %#x, curves %v; want Go's defaults", c.CipherSuites,
+				c.CurvePreferences)
+		}
+		if c.MinVersion != tls.VersionTLS12 || c.MaxVersion != tls.VersionTLS13 {
+			t.Errorf("got versions %#x-%#x, want TLS 1.2-1.3", c.MinVersion, c.MaxVersion)
+		}
+	})
+	tests := []struct{ rule, serverName string }{
+		{"mapped", "api.example.com"}, // the endpoint's host
+		{"named", "api.internal"},
+		{"transparent", ""}, // set per connection to the original destination
+	}
+	for _, tt := range tests {
+		t.Run("server name/"+tt.rule, func(t *testing.T) {
+			if got := ruleNamed(t, p, tt.rule).TLSConfig.ServerName; got != tt.serverName {
+				t.Errorf("got ServerName %q, want %q", got, tt.serverName)
+			}
+		})
+	}
+	t.Run("own session cache per rule", func(t *testing.T) {
+		a := ruleNamed(t, p, "mapped").TLSConfig.ClientSessionCache
+		b := ruleNamed(t, p, "transparent").TLSConfig.ClientSessionCache
+		if a == nil || b == nil || a == b {
+			t.Errorf("got session caches %p and %p, want one per rule", a, b)
+		}
+	})
+}
+
 // TestTLSHandshake checks that a loaded configuration serves a real
 // handshake to a client that trusts the development CA.
 func TestTLSHandshake(t *testing.T) {
@@ -146,10 +244,10 @@ inbound "api" {
 	}
 }
 
-// ruleNamed returns the policy's rule called name.
+// ruleNamed returns the policy's inbound or outbound rule called name.
 func ruleNamed(t *testing.T, p *Policy, name string) *Rule {
 	t.Helper()
-	for _, r := range p.Inbound {
+	for _, r := range slices.Concat(p.Inbound, p.Outbound) {
 		if r.Name == name {
 			return r
 		}

@@ -179,12 +179,19 @@ func closedEndpoint(t *testing.T) string {
 // returns its address.
 func startSServer(t *testing.T, args ...string) string {
 	t.Helper()
+	_, addr := runSServer(t, args...)
+	return addr
+}
+
+// runSServer is startSServer that also returns the process, whose output
+// holds the -trace of each handshake when args ask for it.
+func runSServer(t *testing.T, args ...string) (*proc, string) {
+	t.Helper()
 	openssl := needTool(t, "openssl", "openssl")
-	_, addr := startListening(t, openssl, func(port int) []string {
+	return startListening(t, openssl, func(port int) []string {
 		return append([]string{"s_server", "-accept", "127.0.0.1:" + itoa(port), "-www"},
 			args...)
 	})
-	return addr
 }
 
 // certArgs are the s_server arguments that serve the server certificate
@@ -228,31 +235,48 @@ func newPKI(t *testing.T, hosts ...string) string {
 	return dir
 }
 
-// expiredPKI writes a CA and, signed by it, a server certificate for
-// localhost and 127.0.0.1 that expired a day ago, in the file names of
-// attlsd certs init, and returns the folder. Expiry is the certificate's
-// only fault.
-func expiredPKI(t *testing.T) string {
+// serverSpec says what serverPKI makes.
+type serverSpec struct {
+	curve      elliptic.Curve // of the server key; nil: P-256
+	expired    bool           // the certificate expired a day ago
+	selfSigned bool           // no CA: ca.pem is the server certificate itself
+}
+
+// serverPKI writes a CA and, signed by it, a server certificate for
+// localhost, 127.0.0.1 and ::1 as spec says, in the file names of attlsd
+// certs init, and returns the folder.
+func serverPKI(t *testing.T, spec serverSpec) string {
 	t.Helper()
 	dir := t.TempDir()
 	now := time.Now()
-	caKey, caCert := newCert(t, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "attlsd e2e expiry CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}, nil, nil)
-	key, cert := newCert(t, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "attlsd e2e expired server"},
-		NotBefore:   now.Add(-72 * time.Hour),
-		NotAfter:    now.Add(-24 * time.Hour),
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "attlsd e2e server"},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(24 * time.Hour),
 		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, caCert, caKey)
+	}
+	if spec.expired {
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-72*time.Hour), now.Add(-24*time.Hour)
+	}
+	var caKey *ecdsa.PrivateKey
+	var caCert *x509.Certificate
+	if !spec.selfSigned {
+		caKey, caCert = newCert(t, nil, &x509.Certificate{
+			Subject:               pkix.Name{CommonName: "attlsd e2e CA"},
+			NotBefore:             now.Add(-time.Hour),
+			NotAfter:              now.Add(24 * time.Hour),
+			IsCA:                  true,
+			BasicConstraintsValid: true,
+			KeyUsage:              x509.KeyUsageCertSign,
+		}, nil, nil)
+	}
+	key, cert := newCert(t, spec.curve, tmpl, caCert, caKey)
+	if caCert == nil {
+		caCert = cert
+	}
 
 	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", caCert.Raw)
 	writePEM(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", cert.Raw)
@@ -264,12 +288,16 @@ func expiredPKI(t *testing.T) string {
 	return dir
 }
 
-// newCert makes a P-256 key and a certificate for it from tmpl, signed by
-// parent with parentKey, or self-signed when parent is nil.
-func newCert(t *testing.T, tmpl, parent *x509.Certificate,
+// newCert makes a key on curve (nil: P-256) and a certificate for it from
+// tmpl, signed by parent with parentKey, or self-signed when parent is
+// nil.
+func newCert(t *testing.T, curve elliptic.Curve, tmpl, parent *x509.Certificate,
 	parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if curve == nil {
+		curve = elliptic.P256()
+	}
+	key, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

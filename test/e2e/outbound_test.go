@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/elliptic"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,7 @@ import (
 // TestOutboundOpenSSLServer puts openssl s_server, in its -www mode, at
 // the endpoint and fetches its status page with curl over plain HTTP
 // through attlsd: with server authentication only, and with a client
-// certificate the server demands and verifies, over TLS 1.3 and 1.2. The
+// certificate the server demands and verifies, each over TLS 1.3 and 1.2. The
 // page is the server's own account of the session, so its version,
 // cipher and verified client certificate must agree with attlsd's log.
 func TestOutboundOpenSSLServer(t *testing.T) {
@@ -36,7 +38,8 @@ func TestOutboundOpenSSLServer(t *testing.T) {
 		envAttrs []string
 		wantPage []string // what the page says beyond the version
 	}{
-		{"server-auth", "1.3", nil, nil, nil},
+		{"server-auth/TLSv1.3", "1.3", nil, nil, nil},
+		{"server-auth/TLSv1.2", "1.2", nil, []string{tlsVersion("1.2")}, nil},
 		{"client-cert/TLSv1.3", "1.3", verify, clientCertAttrs(), clientSeen},
 		{"client-cert/TLSv1.2", "1.2", verify,
 			append(clientCertAttrs(), tlsVersion("1.2")), clientSeen},
@@ -73,6 +76,89 @@ func TestOutboundOpenSSLServer(t *testing.T) {
 		})
 	}
 }
+
+// TestOutboundCipherAndCurve checks that an environment's cipher_suites
+// and curves reach the endpoint: openssl s_server, tracing its handshakes,
+// says which suite its ServerHello chose and which group its key exchange
+// used (the ServerKeyExchange curve in TLS 1.2, the key share in TLS
+// 1.3), and its status page lists what attlsd offered. The server key is
+// on P-384, since a TLS 1.2 server takes the client's curves as the only
+// ones its ECDSA certificate may use (RFC 8422 5.1.1).
+func TestOutboundCipherAndCurve(t *testing.T) {
+	needTool(t, "curl", "curl")
+	pki := serverPKI(t, serverSpec{curve: elliptic.P384()})
+	const suite12 = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" // not Go's first choice
+	tests := []struct {
+		name     string
+		envAttrs []string
+		suite    string   // "" when TLS 1.3 leaves it to Go
+		wantPage []string // on the status page
+	}{
+		{"TLSv1.2", []string{tlsVersion("1.2"), `cipher_suites = ["` + suite12 + `"]`,
+			`curves = ["P-384"]`}, suite12, []string{
+			"Ciphers common between both SSL end points:\nECDHE-ECDSA-AES256-GCM-SHA384\n",
+			"Supported groups: secp384r1\n", "Protocol  : TLSv1.2\n"}},
+		{"TLSv1.3", []string{tlsVersion("1.3"), `curves = ["P-384"]`}, "", []string{
+			"Supported groups: secp384r1\n", "Protocol  : TLSv1.3\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server, endpoint := runSServer(t, append(certArgs(pki), "-trace")...)
+			env := append([]string{trustAttr(filepath.Join(pki, "ca.pem"))}, tt.envAttrs...)
+			d := outboundDaemon(t, endpoint, env, nil)
+
+			res := curl(t, "http://"+d.addr("127.0.0.1", 0)+"/")
+			if res.code != 0 {
+				t.Fatalf("curl through the outbound rule: got exit %d, want 0\n%s",
+					res.code, res.stderr)
+			}
+			for _, w := range tt.wantPage {
+				if !strings.Contains(res.body, w) {
+					t.Errorf("s_server page: no %q\npage:\n%s", w, res.body)
+				}
+			}
+			suite, group := serverChoice(t, server)
+			line := d.closeLine(t, res.local)
+			want := map[string]string{"cipher": suite, "group": "secp384r1"}
+			if tt.suite != "" {
+				want["cipher"] = tt.suite
+			}
+			checkCloseLine(t, line, want)
+			if suite != want["cipher"] || group != "secp384r1" {
+				t.Errorf("s_server chose suite %q, group %q; want %q, secp384r1",
+					suite, group, want["cipher"])
+			}
+		})
+	}
+}
+
+// serverChoice returns the suite and key-exchange group of the first
+// handshake in the -trace output of openssl s_server. s_server writes
+// its trace through stdio, which reaches the pipe in bursts, so it waits
+// for both to show.
+func serverChoice(t *testing.T, server *proc) (suite, group string) {
+	t.Helper()
+	deadline := time.Now().Add(logTimeout)
+	for {
+		trace := server.out.text()
+		_, hello, _ := strings.Cut(trace, "ServerHello, Length=")
+		// TLS 1.3 names the group in the ServerHello's key share, TLS
+		// 1.2 in the ServerKeyExchange that follows.
+		s, g := traceSuite.FindStringSubmatch(hello), traceGroup.FindStringSubmatch(hello)
+		if s != nil && g != nil {
+			return s[1], g[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no suite and group in the s_server trace within %s:\n%s", logTimeout, trace)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var (
+	traceSuite = regexp.MustCompile(`cipher_suite \{0x[0-9A-F]{2}, 0x[0-9A-F]{2}\} (\S+)`)
+	traceGroup = regexp.MustCompile(`(?:named_curve|NamedGroup): (\S+) `)
+)
 
 // pythonEndpoint is a TLS server in Python's ssl module, pinned to one
 // version. For each connection it reads to the end of the stream, then
@@ -182,7 +268,7 @@ func checkAppBytes(t *testing.T, line logLine, in, out int) {
 // both versions.
 func TestOutboundFailures(t *testing.T) {
 	other := newPKI(t) // a CA the environment does not trust
-	expired := expiredPKI(t)
+	expired := serverPKI(t, serverSpec{expired: true})
 	goEndpoint := func(dir string) func(*testing.T) string {
 		return func(t *testing.T) string {
 			return startTLSEndpoint(t, endpointTLS(t, dir), func(c *tls.Conn) {
