@@ -250,6 +250,86 @@ func TestOutboundPythonServer(t *testing.T) {
 	}
 }
 
+// TestOutboundIPv6Endpoint points port-mapped rules at a Go endpoint on
+// [::1]. With no server_name the certificate is verified against its IP
+// SAN ::1; with one, against that name. The endpoint answers with the
+// address it was reached on.
+func TestOutboundIPv6Endpoint(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		skipOrFail(t, "no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	ln, err := listenTLSEndpoint(t, "[::1]:0", endpointTLS(t, certDir), func(c *tls.Conn) {
+		io.WriteString(c, c.LocalAddr().String())
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := ln.Addr().String()
+	tests := []struct {
+		name      string
+		ruleAttrs []string
+		sni       string
+	}{
+		{"ip-san", nil, "::1"},
+		{"server-name", []string{`server_name = "localhost"`}, "localhost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := outboundDaemon(t, endpoint, nil, tt.ruleAttrs)
+			id, app, err := askIdentity(d.addr("127.0.0.1", 0))
+			if err != nil || id != endpoint {
+				t.Fatalf("endpoint identity: got %q, %v; want %q", id, err, endpoint)
+			}
+			checkCloseLine(t, d.closeLine(t, app), map[string]string{"level": "info",
+				"reason": "closed", "endpoint": endpoint, "remote": endpoint, "sni": tt.sni})
+		})
+	}
+}
+
+// TestOutboundPinnedCertificate trusts an endpoint by its certificate
+// alone: openssl s_server serves a self-signed certificate, and the
+// environment lists that very certificate in trust. Listing another
+// self-signed certificate instead fails as an unknown authority.
+func TestOutboundPinnedCertificate(t *testing.T) {
+	needTool(t, "curl", "curl")
+	pinned := serverPKI(t, serverSpec{selfSigned: true})
+	other := serverPKI(t, serverSpec{selfSigned: true})
+	endpoint := startSServer(t, certArgs(pinned)...)
+	tests := []struct {
+		name  string
+		trust string
+		ok    bool
+	}{
+		{"pinned", filepath.Join(pinned, "server.pem"), true},
+		{"other-certificate", filepath.Join(other, "server.pem"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := outboundDaemon(t, endpoint, []string{trustAttr(tt.trust)}, nil)
+			if !tt.ok {
+				line := d.closeLine(t, appWaits(t, d.addr("127.0.0.1", 0)))
+				want := "server certificate of " + endpoint + " is signed by an unknown authority"
+				if line.str("level") != "error" || !strings.HasPrefix(line.str("reason"), want) {
+					t.Errorf("close line: got %s %q, want error %q...",
+						line.str("level"), line.str("reason"), want)
+				}
+				return
+			}
+			res := curl(t, "http://"+d.addr("127.0.0.1", 0)+"/")
+			if res.code != 0 || !strings.Contains(res.body, "Protocol  : TLSv1.3") {
+				t.Fatalf("curl through the outbound rule: got exit %d, page:\n%s\n%s",
+					res.code, res.body, res.stderr)
+			}
+			checkCloseLine(t, d.closeLine(t, res.local), map[string]string{
+				"level": "info", "reason": "closed", "remote": endpoint})
+		})
+	}
+}
+
 // checkAppBytes compares a close line's byte counts with the app's.
 func checkAppBytes(t *testing.T, line logLine, in, out int) {
 	t.Helper()

@@ -27,7 +27,7 @@ const zosTimeout = 2 * time.Minute
 //     log; it learned that a client certificate was verified and got
 //     nothing of it: no CN or certificate TLV, no DER, no CN in the bytes;
 //   - the RESTful endpoint, doing its own TLS, saw the z/OS side's client
-//     certificate, issued by the dev CA;
+//     certificate, issued by the dev CA, and the ALPN protocol it offered;
 //   - CICS got the answer, and both attlsd stopped cleanly.
 func TestZosConnect(t *testing.T) {
 	bash := needTool(t, "bash", "bash")
@@ -125,6 +125,7 @@ type zosReport struct {
 		Restful *struct {
 			TLSVersion    string `json:"tls_version"`
 			SNI           string `json:"sni"`
+			ALPN          string `json:"alpn"`
 			ClientSubject string `json:"client_subject"`
 			ClientIssuer  string `json:"client_issuer"`
 		} `json:"restful"`
@@ -239,14 +240,17 @@ func checkZosRestfulSaw(t *testing.T, r *zosRun, rep *zosReport) {
 		t.Errorf("client certificate: got %q issued by %q, want %q issued by %q",
 			s.ClientSubject, s.ClientIssuer, cert.Subject, ca.Subject)
 	}
-	if s.TLSVersion != "TLS 1.3" || s.SNI != "localhost" {
-		t.Errorf("TLS: got %q, SNI %q; want TLS 1.3, localhost", s.TLSVersion, s.SNI)
+	// zos.hcl's "zos-client" offers http/1.1, which the endpoint speaks.
+	if s.TLSVersion != "TLS 1.3" || s.SNI != "localhost" || s.ALPN != "http/1.1" {
+		t.Errorf("TLS: got %q, SNI %q, ALPN %q; want TLS 1.3, localhost, http/1.1",
+			s.TLSVersion, s.SNI, s.ALPN)
 	}
 	line := r.closeLine(t, "zos-attlsd", "restful-api")
 	if line.str("endpoint") != "localhost:"+itoa(r.ports["REST_PORT"]) ||
-		line.str("remote") != r.local("REST_PORT") {
-		t.Errorf("z/OS side outbound: got endpoint %q, remote %q; want localhost:%d, %s",
-			line.str("endpoint"), line.str("remote"), r.ports["REST_PORT"], r.local("REST_PORT"))
+		line.str("remote") != r.local("REST_PORT") || line.str("alpn") != "http/1.1" {
+		t.Errorf("z/OS side outbound: got endpoint %q, remote %q, ALPN %q; "+
+			"want localhost:%d, %s, http/1.1", line.str("endpoint"), line.str("remote"),
+			line.str("alpn"), r.ports["REST_PORT"], r.local("REST_PORT"))
 	}
 }
 
