@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -337,12 +338,13 @@ func needHostsNamespace(t *testing.T) string {
 	t.Helper()
 	const why = "needs root for a private /etc/hosts mount namespace"
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "%s; running as uid %d", why, os.Geteuid())
+		missing(t, fmt.Sprintf("%s; running as uid %d", why, os.Geteuid()))
 	}
 	unshare := needTool(t, "unshare", "util-linux")
 	probe := exec.Command(unshare, "--mount", "--propagation", "private", "true")
 	if out, err := probe.CombinedOutput(); err != nil {
-		skipOrFail(t, "%s; unshare --mount: %v: %s", why, err, strings.TrimSpace(string(out)))
+		missing(t, fmt.Sprintf("%s; unshare --mount: %v: %s", why, err,
+			strings.TrimSpace(string(out))))
 	}
 	return unshare
 }

@@ -180,7 +180,7 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	t.Helper()
 	const why = "transparent outbound test needs root and iproute2+nftables: "
 	if os.Geteuid() != 0 {
-		skipOrFail(t, why+"running as uid %d", os.Geteuid())
+		missing(t, fmt.Sprintf(why+"running as uid %d", os.Geteuid()))
 	}
 	lab := &netnsLab{
 		ip:  needTool(t, "ip", "iproute2"),
@@ -196,7 +196,8 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	lab.app, lab.gw, lab.srv = prefix+"app", prefix+"gw", prefix+"srv"
 	for _, ns := range []string{lab.app, lab.gw, lab.srv} {
 		if out, err := exec.Command(lab.ip, "netns", "add", ns).CombinedOutput(); err != nil {
-			skipOrFail(t, why+"cannot create a network namespace: %v: %s", err, bytes.TrimSpace(out))
+			missing(t, fmt.Sprintf(why+"cannot create a network namespace: %v: %s",
+				err, bytes.TrimSpace(out)))
 		}
 		t.Cleanup(func() { exec.Command(lab.ip, "netns", "del", ns).Run() })
 		// Addresses are usable at once: no duplicate address detection.
@@ -206,7 +207,7 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	if err := lab.loadNft(lab.gw, "table inet attlsd_probe {\n"+
 		"  chain prerouting {\n    type nat hook prerouting priority -100;\n"+
 		"    tcp dport 1 redirect to :2\n  }\n}\n"); err != nil {
-		skipOrFail(t, why+"netfilter NAT unavailable: %v", err)
+		missing(t, why+"netfilter NAT unavailable: "+err.Error())
 	}
 
 	lab.wire(t)
@@ -219,16 +220,6 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	}
 	lab.startEcho(t)
 	return lab
-}
-
-// skipOrFail skips the test with a message, or fails it under
-// ATTLSD_E2E_STRICT=1, where every test must run.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if strict() {
-		t.Fatalf(format+" (ATTLSD_E2E_STRICT=1)", args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // wire joins the namespaces, addresses them and sets the routes.
