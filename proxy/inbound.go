@@ -35,15 +35,15 @@ func (c *conn) inbound(ctx context.Context, l *policy.Listener) error {
 		c.describeTLS(tc, rule, &meta)
 	}
 
-	backend, err := dial(ctx, rule.Backend)
+	backend, err := c.dial(ctx, rule.Backend)
 	if err != nil {
 		return &remoteError{err: fmt.Errorf("dial %s: %w", rule.Backend, err)}
 	}
+	c.upstream(backend)
 	if err := writeHeader(backend, rule.ProxyProtocol, &meta); err != nil {
 		backend.Close()
 		return &remoteError{err: err}
 	}
-	c.upstream(backend)
 	return relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
 		&c.in, &c.out, ruleTimeouts(rule))
 }

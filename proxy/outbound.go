@@ -61,6 +61,7 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	guard *loopGuard) error {
 	c.fields = c.fields.Str(logkey.Endpoint, endpoint).Str(logkey.SNI, name)
 	c.update(func(i *ConnInfo) { i.Target, i.SNI = endpoint, name })
+	c.s.setConnecting(c, true)
 
 	var control func(string, string, syscall.RawConn) error
 	if guard != nil {
@@ -70,6 +71,7 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	if err != nil {
 		return err
 	}
+	c.upstream(tc)
 	c.s.obs.Handshake(c.dir, took)
 	if guard != nil {
 		if ap, err := netip.ParseAddrPort(tc.LocalAddr().String()); err == nil {
@@ -79,7 +81,6 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	c.describeOutbound(tc)
 
 	app := side{conn: c.raw, name: "app", inspect: refuseClientHello}
-	c.upstream(tc)
 	err = relay(app, side{conn: tc, name: "endpoint"}, &c.in, &c.out, ruleTimeouts(rule))
 	return rejectedLate(endpoint, rule, err)
 }
