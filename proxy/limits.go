@@ -122,22 +122,26 @@ func (s *Server) release(c *conn) {
 // refused counts a connection turned away, under its rule (empty for no
 // rule) and reason.
 func (s *Server) refused(rule string, dir policy.Direction, reason string) {
-	s.tally(ruleKey{rule, dir}, func(n *ruleCount) *map[string]int64 { return &n.refused }, reason)
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	n := s.rules.count(ruleKey{rule, dir})
+	n.refused = addOne(n.refused, reason)
 }
 
 // backendFailed counts an inbound connection whose backend could not be
 // reached or written to.
-func (s *Server) backendFailed(rule string, reason string) {
-	s.tally(ruleKey{rule, policy.Inbound}, func(n *ruleCount) *map[string]int64 { return &n.failed }, reason)
-}
-
-// tally adds one to the reason of the map that field picks.
-func (s *Server) tally(k ruleKey, field func(*ruleCount) *map[string]int64, reason string) {
+func (s *Server) backendFailed(rule, reason string) {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
-	m := field(s.rules.count(k))
-	if *m == nil {
-		*m = map[string]int64{}
+	n := s.rules.count(ruleKey{rule, policy.Inbound})
+	n.failed = addOne(n.failed, reason)
+}
+
+// addOne counts one more of key in m, made on first use.
+func addOne(m map[string]int64, key string) map[string]int64 {
+	if m == nil {
+		m = map[string]int64{}
 	}
-	(*m)[reason]++
+	m[key]++
+	return m
 }
