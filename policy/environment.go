@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -115,13 +116,15 @@ func (d *decoder) loadPair(env *Environment, certAttr, keyAttr *hcl.Attribute) {
 	}
 }
 
-// trust loads the CA bundles, pointing at the entry that fails.
+// trust loads the CA bundles, pointing at the entry that fails. A
+// certificate found more than once is kept once, in its first place.
 func (d *decoder) trust(env *Environment, attr *hcl.Attribute) {
 	if attr == nil {
 		return
 	}
 	items, _ := d.list(attr)
 	pool := x509.NewCertPool()
+	seen := map[[sha256.Size]byte]bool{}
 	ok := true
 	for _, it := range d.unique(attr, items) {
 		file := d.resolve(it.s)
@@ -134,8 +137,12 @@ func (d *decoder) trust(env *Environment, attr *hcl.Attribute) {
 			continue
 		}
 		for _, c := range chain {
-			pool.AddCert(c)
-			env.trusted = append(env.trusted, c)
+			// A CA often comes twice: on its own and inside a bundle.
+			if sum := sha256.Sum256(c.Raw); !seen[sum] {
+				seen[sum] = true
+				pool.AddCert(c)
+				env.trusted = append(env.trusted, c)
+			}
 		}
 	}
 	if ok && len(env.TrustFiles) > 0 {

@@ -95,12 +95,12 @@ type Environment struct {
 	// Digest sums the environment's settings and the certificates it
 	// loaded: equal digests mean the same TLS behaviour.
 	Digest [32]byte
-	// trusted holds every certificate of Trust, in file order.
+	// trusted holds every certificate of Trust once, in file order.
 	trusted []*x509.Certificate
 }
 
 // TrustCerts returns the certificates of the environment's trust bundles,
-// in file order.
+// in file order, each once however often the bundles repeat it.
 func (e *Environment) TrustCerts() []*x509.Certificate { return e.trusted }
 
 // Backend is where an inbound rule forwards the cleartext stream.

@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,9 +27,19 @@ type conn struct {
 	// fields gathers what the closing log line says, step by step.
 	fields zerolog.Context
 	// ruleName is the matched rule's; rule is set once a connection slot
-	// of the rule is held.
+	// of the rule is held, under Server.connMu, as are held (the slot is
+	// still held, so the connection's bytes are live) and up.
 	ruleName string
 	rule     *policy.Rule
+	held     bool
+	// connecting marks a connection from the start of its connect to the
+	// backend or endpoint until it records its upstream or ends, under
+	// Server.connMu.
+	connecting bool
+	// up is the raw socket to the backend or endpoint, which Close closes
+	// with the client's: a relay blocked writing to a peer that stopped
+	// reading wakes only when its own socket closes.
+	up net.Conn
 
 	in  atomic.Int64 // client to backend
 	out atomic.Int64 // backend to client
@@ -74,12 +86,16 @@ func (c *conn) relay(client, backend side, rule *policy.Rule, done func(error)) 
 	return errHandedOff
 }
 
-// abort ends the connection now: its relay if one runs, else its socket.
+// abort ends the connection now: its relay if one runs, its client
+// socket and its upstream socket. s.connMu must be held (c.up).
 func (c *conn) abort() {
 	if r := c.rl.Load(); r != nil {
 		r.abort()
 	}
 	c.raw.Close()
+	if c.up != nil {
+		c.up.Close()
+	}
 }
 
 // match maps the connection to the first rule of its listener that takes
@@ -103,12 +119,10 @@ func (c *conn) match(l *policy.Listener) (*policy.Rule, error) {
 func (c *conn) take(rule *policy.Rule) error {
 	c.fields = c.fields.Str(logkey.Rule, rule.Name)
 	c.ruleName = rule.Name
-	if !c.s.limits.acquire(rule) {
+	if !c.s.acquire(c, rule) {
 		return &refusal{kind: "max_connections", reason: "rule " + strconv.Quote(rule.Name) +
 			" already has its max_connections of " + strconv.Itoa(rule.MaxConnections) + " open"}
 	}
-	c.rule = rule
-	c.s.obs.Opened(rule.Name, c.dir)
 	c.update(func(i *ConnInfo) { i.Rule = rule.Name })
 	return nil
 }
@@ -130,19 +144,68 @@ func (c *conn) snapshot() ConnInfo {
 	return i
 }
 
-// upstream records attlsd's connection to the backend or endpoint, once
-// bytes can flow.
+// dial connects to the rule's backend. Meanwhile the connection is
+// marked as connecting: the backend may accept it, and ask /connections
+// about it, before the connect call has returned here, and the admin
+// endpoint then waits for the connection to record its upstream.
+func (c *conn) dial(ctx context.Context, rule *policy.Rule) (net.Conn, error) {
+	c.s.setConnecting(c, true)
+	return dial(ctx, rule)
+}
+
+// upstream records attlsd's connection to the backend or endpoint as soon
+// as it exists: its addresses, so that a backend asking /connections
+// about the connection it has just accepted finds it, and its socket, so
+// that Close reaches it.
 func (c *conn) upstream(u net.Conn) {
 	c.update(func(i *ConnInfo) {
 		i.State = "relay"
 		i.UpstreamLocal = u.LocalAddr().String()
 		i.UpstreamRemote = u.RemoteAddr().String()
 	})
+	if tc, ok := u.(*tls.Conn); ok {
+		// Closing a tls.Conn may first try to send close_notify; the raw
+		// socket closes at once.
+		u = tc.NetConn()
+	}
+	c.s.attach(c, u)
 }
 
 // ruleTimeouts returns the silence bounds of rule for one relay.
 func ruleTimeouts(rule *policy.Rule) *timeouts {
 	return &timeouts{idle: rule.IdleTimeout, halfClose: rule.HalfCloseTimeout}
+}
+
+// remoteFailed counts a failure on the far side: an outbound endpoint's
+// under its kind, an inbound backend's under its rule.
+func (c *conn) remoteFailed(re *remoteError) {
+	switch {
+	case re.kind != "":
+		c.s.obs.HandshakeFailed(c.dir, re.kind)
+	case c.dir == policy.Inbound && c.rule != nil:
+		c.s.backendFailed(c.rule.Name, backendReason(re.err))
+	}
+}
+
+// backendReason labels why a backend could not be reached or written to.
+func backendReason(err error) string {
+	var dnsErr *net.DNSError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &dnsErr):
+		return "resolve"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connect_refused"
+	case errors.Is(err, syscall.ENOENT):
+		return "no_socket"
+	case errors.Is(err, context.Canceled):
+		return "shutdown"
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return "connect_timeout"
+	case errors.As(err, &op) && op.Op == "write":
+		return "header_write"
+	}
+	return "connect_failed"
 }
 
 // remoteError marks a failure on the far side of attlsd, a backend or a
@@ -162,6 +225,7 @@ func (e *remoteError) Unwrap() error { return e.err }
 // refused client, error for a backend or endpoint that failed.
 func (c *conn) finish(err error) {
 	c.raw.Close()
+	c.s.setConnecting(c, false)
 	log := c.fields.Logger()
 	ev := log.Info()
 	var ref *refusal
@@ -174,20 +238,17 @@ func (c *conn) finish(err error) {
 			ev = log.Warn()
 		}
 	case errors.As(err, &ref):
-		c.s.obs.Refused(rule, c.dir, ref.kind)
+		c.s.refused(rule, c.dir, ref.kind)
 		ev = log.Warn()
 	case errors.As(err, &re):
-		if re.kind != "" {
-			c.s.obs.HandshakeFailed(c.dir, re.kind)
-		}
+		c.remoteFailed(re)
 		ev = log.Error()
 	}
 	if ref != nil && ref.code != 0 {
 		ev = ev.Int(logkey.Code, ref.code)
 	}
 	if c.rule != nil {
-		c.s.limits.release(c.rule)
-		c.s.obs.Closed(rule, c.dir, c.in.Load(), c.out.Load())
+		c.s.release(c)
 	}
 	reason := "closed"
 	if err != nil {

@@ -111,12 +111,23 @@ func (r *relay) nudge(d *direction) {
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
 		r.aborted.Store(true)
-		r.client.conn.Close()
-		r.backend.conn.Close()
+		// The sockets, not the TLS connections: tls.Conn.Close would first
+		// try to send close_notify, for up to 5 s to a peer that does not
+		// read. A clean end has sent it already (closeWrite).
+		rawConn(r.client.conn).Close()
+		rawConn(r.backend.conn).Close()
 		for i := range r.dirs {
 			parking.unpark(&r.dirs[i])
 		}
 	})
+}
+
+// rawConn is the socket under c.
+func rawConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }
 
 // cause is the relay's result: the first failure, the other direction

@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/tls"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"io"
 	"net"
 	"runtime"

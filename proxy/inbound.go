@@ -40,22 +40,23 @@ func (c *conn) inbound(ctx context.Context, l *policy.Listener) error {
 		c.describeTLS(tc, rule, &meta)
 	}
 
-	backend, err := connectBackend(ctx, rule, &meta)
+	backend, err := c.connectBackend(ctx, rule, &meta)
 	if err != nil {
 		closeCleanly(client)
 		return err
 	}
-	c.upstream(backend)
 	return c.relay(side{conn: client, name: "client"}, side{conn: backend, name: "backend"},
 		rule, c.finish)
 }
 
-// connectBackend dials rule's backend and writes the metadata header.
-func connectBackend(ctx context.Context, rule *policy.Rule, m *Meta) (net.Conn, error) {
-	backend, err := dial(ctx, rule)
+// connectBackend dials rule's backend, records it as the connection's
+// upstream, and writes the metadata header.
+func (c *conn) connectBackend(ctx context.Context, rule *policy.Rule, m *Meta) (net.Conn, error) {
+	backend, err := c.dial(ctx, rule)
 	if err != nil {
 		return nil, err
 	}
+	c.upstream(backend)
 	if err := writeHeader(backend, rule.ProxyProtocol, m); err != nil {
 		backend.Close()
 		return nil, &remoteError{err: err}

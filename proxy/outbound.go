@@ -68,6 +68,7 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	if err := check.peek(c.raw, rule.Environment.HandshakeTimeout); err != nil {
 		return err
 	}
+	c.s.setConnecting(c, true)
 
 	var control func(string, string, syscall.RawConn) error
 	if guard != nil {
@@ -77,6 +78,7 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	if err != nil {
 		return err
 	}
+	c.upstream(tc)
 	c.s.obs.Handshake(c.dir, took)
 	c.describeOutbound(tc)
 	if err := c.sendPassed(tc, check); err != nil {
@@ -89,7 +91,6 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 	if !check.decided {
 		app.inspect = check.inspect
 	}
-	c.upstream(tc)
 	return c.relay(app, side{conn: tc, name: "endpoint"}, rule, func(err error) {
 		guard.release(tc)
 		c.finish(rejectedLate(endpoint, rule, err))

@@ -10,7 +10,7 @@ type parker struct{}
 
 var parking parker
 
-func (parker) available() bool                      { return false }
-func (parker) park(*direction, time.Duration) bool  { return false }
-func (parker) unpark(*direction)                    {}
-func (parker) count() int                           { return 0 }
+func (parker) available() bool                     { return false }
+func (parker) park(*direction, time.Duration) bool { return false }
+func (parker) unpark(*direction)                   {}
+func (parker) count() int                          { return 0 }

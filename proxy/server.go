@@ -44,15 +44,21 @@ type Server struct {
 	listeners map[string]*listener // by policy.Listener.Addr
 	closed    bool
 
-	connMu sync.Mutex
-	conns  map[*conn]struct{}
-	wg     sync.WaitGroup
+	// connMu guards conns, the per-rule counts, aborted and the count
+	// of connections connecting to their backend or endpoint, and the
+	// channel closed when one of those gets there or ends.
+	connMu     sync.Mutex
+	conns      map[*conn]struct{}
+	rules      ruleBook
+	aborted    bool // Close has closed every connection
+	connecting int
+	settled    chan struct{}
+	wg         sync.WaitGroup
 
 	idPrefix string
 	idSeq    atomic.Uint64
 
 	loops    loopGuard
-	limits   limits
 	obs      Observer
 	draining atomic.Bool
 }
@@ -77,6 +83,7 @@ func New(p *policy.Policy, log zerolog.Logger) *Server {
 		cancel:    cancel,
 		listeners: make(map[string]*listener),
 		conns:     make(map[*conn]struct{}),
+		settled:   make(chan struct{}),
 		idPrefix:  hex.EncodeToString(b[:]) + "-",
 		obs:       nopObserver{},
 	}
@@ -214,24 +221,71 @@ func (s *Server) Addrs() []string {
 	return out
 }
 
-// Close stops accepting, closes every open connection and waits for their
-// goroutines to end.
+// Close stops accepting, closes both sockets of every open connection
+// (the client's and the backend's or endpoint's) and waits for their
+// goroutines to end. Closing the client alone is not enough: a relay
+// blocked writing to a backend that has stopped reading wakes only when
+// the backend socket closes.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.cancel()
-	for addr, l := range s.listeners {
-		l.ln.Close()
-		delete(s.listeners, addr)
-	}
+	s.closeListeners()
 	s.mu.Unlock()
 	s.connMu.Lock()
+	s.aborted = true
 	for c := range s.conns {
 		c.abort()
 	}
 	s.connMu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// closeListeners stops accepting on every listener. s.mu must be held.
+func (s *Server) closeListeners() {
+	for addr, l := range s.listeners {
+		l.ln.Close()
+		delete(s.listeners, addr)
+	}
+}
+
+// attach registers u as c's upstream socket for Close, or closes it at
+// once when Close has already run, and ends c's connecting.
+func (s *Server) attach(c *conn, u net.Conn) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.markConnecting(c, false)
+	if s.aborted {
+		u.Close()
+		return
+	}
+	c.up = u
+}
+
+// setConnecting marks c as connecting to its backend or endpoint, or as
+// no longer connecting.
+func (s *Server) setConnecting(c *conn, on bool) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.markConnecting(c, on)
+}
+
+// markConnecting is setConnecting with s.connMu held. The end of a
+// connect wakes what Connecting handed out.
+func (s *Server) markConnecting(c *conn, on bool) {
+	if c.connecting == on {
+		return
+	}
+	c.connecting = on
+	if on {
+		s.connecting++
+		c.update(func(i *ConnInfo) { i.State = "connecting" })
+		return
+	}
+	s.connecting--
+	close(s.settled)
+	s.settled = make(chan struct{})
 }
 
 // nextID returns a connection id: a random per-process prefix and a
@@ -274,18 +328,21 @@ func (s *Server) newConn(raw net.Conn, g *generation, pl *policy.Listener) *conn
 	return c
 }
 
-// Shutdown stops accepting and waits for open connections to end, until
-// ctx is done; then it returns ctx's error and Close ends the rest. No
+// Drain begins the shutdown before it returns: readiness fails from now
+// on, and every listener stops accepting. Open connections go on. No
 // policy can be applied after it.
-func (s *Server) Shutdown(ctx context.Context) error {
+func (s *Server) Drain() {
 	s.draining.Store(true)
 	s.mu.Lock()
 	s.closed = true
-	for addr, l := range s.listeners {
-		l.ln.Close()
-		delete(s.listeners, addr)
-	}
+	s.closeListeners()
 	s.mu.Unlock()
+}
+
+// Shutdown drains (see Drain) and waits for open connections to end,
+// until ctx is done; then it returns ctx's error and Close ends the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for s.Open() > 0 {

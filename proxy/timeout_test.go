@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,8 +98,6 @@ func TestMaxConnections(t *testing.T) {
 	logs := &syncBuffer{}
 	pl := &policy.Listener{Addr: "127.0.0.1:0", Rules: []*policy.Rule{rule}}
 	s := New(&policy.Policy{Inbound: pl.Rules, Listeners: []*policy.Listener{pl}}, zerolog.New(logs))
-	obs := &countingObserver{}
-	s.Observe(obs)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +133,8 @@ func TestMaxConnections(t *testing.T) {
 			t.Fatal("third connection over max_connections 2 was served")
 		}
 	}
-	if n := obs.refused("max_connections"); n != 1 {
-		t.Errorf("refusals counted for max_connections: %d, want 1", n)
+	if n := refusedOf(s, rule.Name, "max_connections"); n != 1 {
+		t.Errorf("refusals counted for max_connections: got %d, want 1", n)
 	}
 	found := false
 	for _, l := range logs.lines() {
@@ -167,24 +164,12 @@ func TestMaxConnections(t *testing.T) {
 	}
 }
 
-// countingObserver counts refusals by reason.
-type countingObserver struct {
-	nopObserver
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (o *countingObserver) Refused(_ string, _ policy.Direction, reason string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.n == nil {
-		o.n = map[string]int{}
+// refusedOf returns the refusals counted for rule and reason.
+func refusedOf(s *Server, rule, reason string) int64 {
+	for _, st := range s.RuleStats() {
+		if st.Rule == rule {
+			return st.Refused[reason]
+		}
 	}
-	o.n[reason]++
-}
-
-func (o *countingObserver) refused(reason string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n[reason]
+	return 0
 }

@@ -10,7 +10,8 @@ import (
 )
 
 const usage = `usage:
-  attlsd run --policy FILE [--log-format json|console] [--log-level LEVEL]
+  attlsd run --policy FILE [--admin ADDR] [--drain-timeout 30s]
+             [--watch auto|poll|off] [--log-format json|console] [--log-level LEVEL]
   attlsd check FILE
   attlsd show [--json] FILE
   attlsd certs init DIR [--hosts NAME,...]

@@ -23,37 +23,57 @@ import (
 	"github.com/attlsd/attlsd/proxy"
 )
 
+// runUsage is attlsd run's synopsis.
+const runUsage = "usage: attlsd run --policy FILE [--admin ADDR] [--drain-timeout 30s] " +
+	"[--watch auto|poll|off] [--log-format json|console] [--log-level LEVEL]"
+
+// runOptions holds attlsd run's flags.
+type runOptions struct {
+	file, format, level, watch, admin *string
+	drainTimeout                      *time.Duration
+}
+
+// runFlags defines attlsd run's flags.
+func runFlags(stderr io.Writer) (*flag.FlagSet, runOptions) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs, runOptions{
+		file:   fs.String("policy", "", "policy file (HCL)"),
+		format: fs.String("log-format", "json", "json or console"),
+		level:  fs.String("log-level", "info", "debug, info, warn or error"),
+		watch: fs.String("watch", "auto", "how policy and certificate changes are noticed: "+
+			"auto (inotify, polling if unavailable), poll, or off (SIGHUP only)"),
+		admin: fs.String("admin", "", "admin endpoint `address` (a port alone means loopback); "+
+			"off when empty"),
+		drainTimeout: fs.Duration("drain-timeout", 30*time.Second,
+			"on SIGTERM or SIGINT, how long open connections may take to finish"),
+	}
+}
+
 // runCmd loads the policy, binds its listeners and serves until SIGINT or
 // SIGTERM, then drains.
 func runCmd(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("policy", "", "policy file (HCL)")
-	format := fs.String("log-format", "json", "json or console")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	watchFlag := fs.String("watch", "auto", "how policy and certificate changes are noticed: auto (inotify, polling if unavailable), poll, or off (SIGHUP only)")
-	adminFlag := fs.String("admin", "", "admin endpoint `address` (a port alone means loopback); off when empty")
-	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long open connections may take to finish")
+	fs, o := runFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *file == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: attlsd run --policy FILE [--admin ADDR] [--drain-timeout 30s] [--watch auto|poll|off] [--log-format json|console] [--log-level LEVEL]")
+	if *o.file == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, runUsage)
 		return 2
 	}
-	watch, err := reload.ParseWatch(*watchFlag)
+	watch, err := reload.ParseWatch(*o.watch)
 	if err != nil {
 		fmt.Fprintln(stderr, "attlsd:", err)
 		return 2
 	}
 	adminAddr := ""
-	if *adminFlag != "" {
-		if adminAddr, err = admin.ListenAddr(*adminFlag); err != nil {
+	if *o.admin != "" {
+		if adminAddr, err = admin.ListenAddr(*o.admin); err != nil {
 			fmt.Fprintln(stderr, "attlsd:", err)
 			return 2
 		}
 	}
-	log, err := newLogger(stderr, *format, *level)
+	log, err := newLogger(stderr, *o.format, *o.level)
 	if err != nil {
 		fmt.Fprintln(stderr, "attlsd:", err)
 		return 2
@@ -64,15 +84,15 @@ func runCmd(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	p, files, diags := policy.LoadFiles(*file)
-	reload.LogDiagnostics(log, *file, diags)
+	p, files, diags := policy.LoadFiles(*o.file)
+	reload.LogDiagnostics(log, *o.file, diags)
 	if diags.HasErrors() {
-		log.Error().Str(logkey.Policy, *file).Msg("policy has errors; not starting")
+		log.Error().Str(logkey.Policy, *o.file).Msg("policy has errors; not starting")
 		return 1
 	}
 
 	srv := proxy.New(p, log)
-	r := reload.New(*file, srv, p, files, watch, log)
+	r := reload.New(*o.file, srv, p, files, watch, log)
 	var adm *http.Server
 	if adminAddr != "" {
 		m := metrics.New(srv)
@@ -101,10 +121,9 @@ func runCmd(args []string, stderr io.Writer) int {
 	go memtrim.Run(ctx, srv.Accepted, memtrim.Quiet, nil)
 
 	wait(log, sigs, r)
-	drain(log, srv, sigs, *drainTimeout)
+	drain(log, srv, sigs, *o.drainTimeout)
 	stop()
-	<-done
-	srv.Close()
+	closeAll(log, srv, done, sigs)
 	log.Info().Msg("attlsd stopped")
 	return 0
 }
@@ -140,8 +159,10 @@ func wait(log zerolog.Logger, sigs <-chan os.Signal, r *reload.Reloader) {
 
 // drain stops accepting and lets open connections finish, for at most
 // timeout; a second SIGINT or SIGTERM cuts it short. The caller then
-// closes what is left.
+// closes what is left. Readiness fails before the "draining" line is
+// written, so nothing that reads the log sees attlsd still ready.
 func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout time.Duration) {
+	srv.Drain()
 	log.Info().Int(logkey.Open, srv.Open()).Dur(logkey.DrainTimeout, timeout).
 		Msg("draining: no new connections; open ones may finish")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -163,6 +184,45 @@ func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout
 			log.Warn().Str("signal", sig.String()).Int(logkey.Open, srv.Open()).
 				Msg("second signal; closing every connection now")
 			return
+		}
+	}
+}
+
+// closeGrace bounds the wait for connection goroutines once their
+// sockets are closed. They end at once unless something unforeseen holds
+// one; attlsd then exits without it rather than hang a stop.
+const closeGrace = 2 * time.Second
+
+// closer is what closeAll stops: a *proxy.Server.
+type closer interface {
+	Close() error
+	Open() int
+}
+
+// closeAll waits for the reloader to stop (done), closes every connection
+// and waits for their goroutines, at most closeGrace; one more SIGINT or
+// SIGTERM ends the wait at once.
+func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan os.Signal) {
+	closed := make(chan struct{})
+	go func() {
+		<-done
+		srv.Close()
+		close(closed)
+	}()
+	grace := time.NewTimer(closeGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case <-closed:
+			return
+		case <-grace.C:
+			log.Warn().Int(logkey.Open, srv.Open()).
+				Msg("connections still ending after they were closed; exiting without them")
+			return
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func Handler(srv *proxy.Server, r Reloader, metrics http.Handler,
 		}{gen, view(p)})
 	})
 	mux.HandleFunc("GET /connections", func(w http.ResponseWriter, req *http.Request) {
-		list, err := connections(srv, req)
+		list, err := connections(req.Context(), srv, req.URL.Query())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -68,13 +69,51 @@ func Handler(srv *proxy.Server, r Reloader, metrics http.Handler,
 	return mux
 }
 
+// pendingWait bounds how long a lookup by address waits for connections
+// that are still connecting to their backend or endpoint.
+const pendingWait = 2 * time.Second
+
 // connections lists the live connections that match the query's
 // filters: rule, direction, and the backend-side address pair, as a
 // backend sees it: peer (attlsd's end, the backend's remote address) and
 // local (the backend's own address). A backend that cannot read the PROXY
 // header asks with the two addresses of the connection it accepted.
-func connections(srv *proxy.Server, req *http.Request) ([]proxy.ConnInfo, error) {
-	q := req.URL.Query()
+//
+// A backend may accept a connection, and ask, before attlsd's own
+// connect call has returned and recorded the addresses. So when a lookup
+// by address finds nothing while connections are still connecting, it
+// waits for them (at most pendingWait) and looks again.
+func connections(ctx context.Context, srv *proxy.Server, q url.Values) ([]proxy.ConnInfo, error) {
+	match, err := connFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	byAddr := q.Get("peer") != "" || q.Get("local") != ""
+	timeout := time.NewTimer(pendingWait)
+	defer timeout.Stop()
+	for {
+		pending, settled := srv.Connecting()
+		out := []proxy.ConnInfo{}
+		for _, c := range srv.Connections() {
+			if match(c) {
+				out = append(out, c)
+			}
+		}
+		if len(out) > 0 || !byAddr || pending == 0 {
+			return out, nil
+		}
+		select {
+		case <-settled:
+		case <-timeout.C:
+			return out, nil
+		case <-ctx.Done():
+			return out, nil
+		}
+	}
+}
+
+// connFilter checks the query's filters and returns what they match.
+func connFilter(q url.Values) (func(proxy.ConnInfo) bool, error) {
 	peer, err := addrParam(q.Get("peer"))
 	if err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
@@ -84,18 +123,16 @@ func connections(srv *proxy.Server, req *http.Request) ([]proxy.ConnInfo, error)
 		return nil, fmt.Errorf("local: %w", err)
 	}
 	rule, dir := q.Get("rule"), q.Get("direction")
-	out := []proxy.ConnInfo{}
-	for _, c := range srv.Connections() {
+	return func(c proxy.ConnInfo) bool {
 		switch {
 		case rule != "" && c.Rule != rule,
 			dir != "" && c.Direction != dir,
 			peer != "" && !sameAddr(c.UpstreamLocal, peer),
 			local != "" && !sameAddr(c.UpstreamRemote, local):
-			continue
+			return false
 		}
-		out = append(out, c)
-	}
-	return out, nil
+		return true
+	}, nil
 }
 
 // addrParam checks an address filter: host:port, or empty.

@@ -127,30 +127,43 @@ func (d *daemon) stop(t *testing.T) { d.stopWith(t, syscall.SIGTERM) }
 
 // stopWith sends sig and checks that attlsd stops cleanly: exit status 0,
 // "attlsd stopped" logged, and no data race reported. Only the first call
-// does anything.
+// of stopWith or waitExit does anything.
 func (d *daemon) stopWith(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	d.stopOnce.Do(func() {
 		d.cmd.Process.Signal(sig)
-		select {
-		case <-d.exited:
-		case <-time.After(stopTimeout):
-			d.kill()
-			t.Errorf("attlsd still running %s after %s; killed", stopTimeout, sig)
-		}
-		if d.err != nil {
-			t.Errorf("attlsd exit after %s: got %v, want status 0", sig, d.err)
-		}
-		if _, ok := d.log.find(isMessage("attlsd stopped")); !ok {
-			t.Errorf("attlsd log after %s: no \"attlsd stopped\" line", sig)
-		}
-		if strings.Contains(d.log.text(), "DATA RACE") {
-			t.Errorf("attlsd reported a data race")
-		}
-		if t.Failed() {
-			t.Logf("attlsd log:\n%s", d.log.text())
-		}
+		d.checkExit(t, "after "+sig.String())
 	})
+}
+
+// waitExit waits, without sending anything, for attlsd to exit on its own
+// (a drain that ends) and checks it stopped cleanly, as stopWith does.
+func (d *daemon) waitExit(t *testing.T) {
+	t.Helper()
+	d.stopOnce.Do(func() { d.checkExit(t, "with no signal sent") })
+}
+
+// checkExit waits for the exit, at most stopTimeout, and checks it.
+func (d *daemon) checkExit(t *testing.T, when string) {
+	t.Helper()
+	select {
+	case <-d.exited:
+	case <-time.After(stopTimeout):
+		d.kill()
+		t.Errorf("attlsd still running %s after %s; killed", when, stopTimeout)
+	}
+	if d.err != nil {
+		t.Errorf("attlsd exit %s: got %v, want status 0", when, d.err)
+	}
+	if _, ok := d.log.find(isMessage("attlsd stopped")); !ok {
+		t.Errorf("attlsd log %s: no \"attlsd stopped\" line", when)
+	}
+	if strings.Contains(d.log.text(), "DATA RACE") {
+		t.Errorf("attlsd reported a data race")
+	}
+	if t.Failed() {
+		t.Logf("attlsd log:\n%s", d.log.text())
+	}
 }
 
 // binEnv is the environment for the binaries built by TestMain. A race

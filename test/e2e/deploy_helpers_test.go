@@ -146,17 +146,45 @@ type k8sPodSpec struct {
 		SeccompProfile *struct {
 			Type string `yaml:"type"`
 		} `yaml:"seccompProfile"`
+		Sysctls []struct {
+			Name  string `yaml:"name"`
+			Value string `yaml:"value"`
+		} `yaml:"sysctls"`
 	} `yaml:"securityContext"`
-	Containers []k8sContainer `yaml:"containers"`
-	Volumes    []k8sVolume    `yaml:"volumes"`
+	// InitContainers holds the native sidecars: init containers with
+	// restartPolicy Always, which keep running beside the others.
+	InitContainers []k8sContainer `yaml:"initContainers"`
+	Containers     []k8sContainer `yaml:"containers"`
+	Volumes        []k8sVolume    `yaml:"volumes"`
+}
+
+// all returns the pod's init containers, then its containers.
+func (p *k8sPodSpec) all() []*k8sContainer {
+	var out []*k8sContainer
+	for i := range p.InitContainers {
+		out = append(out, &p.InitContainers[i])
+	}
+	for i := range p.Containers {
+		out = append(out, &p.Containers[i])
+	}
+	return out
+}
+
+// sidecar reports whether c, one of p's containers, is a native sidecar.
+func (p *k8sPodSpec) sidecar(c *k8sContainer) bool {
+	return c.RestartPolicy == "Always" && slices.ContainsFunc(p.InitContainers,
+		func(ic k8sContainer) bool { return ic.Name == c.Name })
 }
 
 type k8sContainer struct {
-	Name    string   `yaml:"name"`
-	Image   string   `yaml:"image"`
-	Command []string `yaml:"command"`
-	Args    []string `yaml:"args"`
-	Ports   []struct {
+	Name string `yaml:"name"`
+	// RestartPolicy "Always" on an init container makes it a native
+	// sidecar.
+	RestartPolicy string   `yaml:"restartPolicy"`
+	Image         string   `yaml:"image"`
+	Command       []string `yaml:"command"`
+	Args          []string `yaml:"args"`
+	Ports         []struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 		Protocol      string `yaml:"protocol"`
@@ -389,12 +417,13 @@ func (m *k8sManifests) decode(t *testing.T, name, kind string, b []byte) {
 	}
 }
 
-// container returns the pod's container with that name, or fails.
+// container returns the pod's container, init container included, with
+// that name, or fails.
 func (m *k8sManifests) container(t *testing.T, name string) *k8sContainer {
 	t.Helper()
-	for i, c := range m.deployment.Spec.Template.Spec.Containers {
+	for _, c := range m.deployment.Spec.Template.Spec.all() {
 		if c.Name == name {
-			return &m.deployment.Spec.Template.Spec.Containers[i]
+			return c
 		}
 	}
 	t.Fatalf("%s: no container named %q", m.files["Deployment"], name)

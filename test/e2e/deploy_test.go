@@ -50,6 +50,8 @@ func TestDeployKubernetes(t *testing.T) {
 	t.Run("service", func(t *testing.T) { checkK8sService(t, m) })
 	t.Run("volumes", func(t *testing.T) { checkK8sVolumes(t, m) })
 	t.Run("termination", func(t *testing.T) { checkK8sTermination(t, m) })
+	t.Run("sidecar", func(t *testing.T) { checkK8sSidecar(t, m) })
+	t.Run("low-ports", func(t *testing.T) { checkK8sLowPorts(t, m) })
 	t.Run("selectors", func(t *testing.T) { checkK8sSelectors(t, m) })
 	t.Run("kustomization", func(t *testing.T) { checkK8sKustomization(t, m) })
 	t.Run("pod", func(t *testing.T) { testK8sPod(t, m) })
@@ -59,9 +61,12 @@ func TestDeployKubernetes(t *testing.T) {
 const attlsdContainer = "attlsd"
 
 // checkK8sSecurity: the pod runs as a numeric non-root user, and every
-// container has a read-only root file system, no privilege escalation
-// and no capability (NET_BIND_SERVICE alone is allowed, for a port below
-// 1024).
+// container, sidecars included, has a read-only root file system, no
+// privilege escalation and no capability. NET_BIND_SERVICE is refused
+// too: a non-root process keeps a capability across exec only as an
+// ambient one, which Kubernetes never sets, or from a file capability,
+// which the image's binary does not carry, so it would not bind a port
+// below 1024 (TestDeployLowPort shows it).
 func checkK8sSecurity(t *testing.T, m *k8sManifests) {
 	pod := m.deployment.Spec.Template.Spec
 	sc := pod.SecurityContext
@@ -74,7 +79,7 @@ func checkK8sSecurity(t *testing.T, m *k8sManifests) {
 	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != "RuntimeDefault" {
 		t.Errorf("pod securityContext.seccompProfile: want type RuntimeDefault")
 	}
-	for _, c := range pod.Containers {
+	for _, c := range pod.all() {
 		csc := c.SecurityContext
 		if csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
 			t.Errorf("container %s: allowPrivilegeEscalation: want false", c.Name)
@@ -84,18 +89,38 @@ func checkK8sSecurity(t *testing.T, m *k8sManifests) {
 		}
 		if csc.Capabilities == nil || !slices.Contains(csc.Capabilities.Drop, "ALL") {
 			t.Errorf("container %s: capabilities.drop: want [ALL]", c.Name)
-		} else if add := csc.Capabilities.Add; len(add) > 0 && !slices.Equal(add, []string{"NET_BIND_SERVICE"}) {
-			t.Errorf("container %s: capabilities.add: got %v, want none (or NET_BIND_SERVICE alone)", c.Name, add)
+		} else if add := csc.Capabilities.Add; len(add) > 0 {
+			t.Errorf("container %s: capabilities.add: got %v, want none (a non-root process "+
+				"loses them at exec)", c.Name, add)
 		}
 		if csc.RunAsUser != nil && *csc.RunAsUser == 0 {
 			t.Errorf("container %s: runAsUser 0", c.Name)
 		}
 	}
-	if len(pod.Containers) < 2 {
-		t.Errorf("pod: got %d containers, want the app and attlsd", len(pod.Containers))
+	if len(pod.all()) < 2 {
+		t.Errorf("pod: got %d containers, want the app and attlsd", len(pod.all()))
 	}
 	if a := pod.AutomountServiceAccountToken; a == nil || *a {
 		t.Errorf("pod automountServiceAccountToken: want false (neither container calls the API)")
+	}
+}
+
+// checkK8sLowPorts: a port below 1024 in attlsd's container needs the pod
+// sysctl net.ipv4.ip_unprivileged_port_start at or under it, the way
+// that works for a non-root container.
+func checkK8sLowPorts(t *testing.T, m *k8sManifests) {
+	c := m.container(t, attlsdContainer)
+	start := 1024
+	for _, sc := range m.deployment.Spec.Template.Spec.SecurityContext.Sysctls {
+		if sc.Name == "net.ipv4.ip_unprivileged_port_start" {
+			start, _ = strconv.Atoi(sc.Value)
+		}
+	}
+	for _, p := range c.Ports {
+		if p.ContainerPort < start {
+			t.Errorf("container %s port %d: below net.ipv4.ip_unprivileged_port_start %d; "+
+				"set that pod sysctl, or map the port in the Service", c.Name, p.ContainerPort, start)
+		}
 	}
 }
 
@@ -105,14 +130,22 @@ func checkK8sSecurity(t *testing.T, m *k8sManifests) {
 func checkK8sProbes(t *testing.T, m *k8sManifests) {
 	c := m.container(t, attlsdContainer)
 	adminPort := k8sAdminPort(t, c)
-	for _, p := range []struct {
+	probes := []struct {
 		name  string
 		probe *k8sProbe
 		path  string
 	}{
 		{"readinessProbe", c.ReadinessProbe, "/readyz"},
 		{"livenessProbe", c.LivenessProbe, "/healthz"},
-	} {
+	}
+	if c.StartupProbe != nil {
+		probes = append(probes, struct {
+			name  string
+			probe *k8sProbe
+			path  string
+		}{"startupProbe", c.StartupProbe, "/readyz"})
+	}
+	for _, p := range probes {
 		if p.probe == nil || p.probe.HTTPGet == nil {
 			t.Errorf("%s: want an httpGet probe on %s", p.name, p.path)
 			continue
@@ -238,8 +271,10 @@ func checkK8sVolumes(t *testing.T, m *k8sManifests) {
 	}
 }
 
-// checkK8sTermination: the kubelet waits longer than attlsd's preStop
-// pause and drain together before it kills attlsd.
+// checkK8sTermination: the kubelet waits longer than every preStop pause
+// and attlsd's drain together before it kills attlsd. With attlsd a
+// native sidecar, its SIGTERM comes only after the app has stopped, so
+// the times add up.
 func checkK8sTermination(t *testing.T, m *k8sManifests) {
 	c := m.container(t, attlsdContainer)
 	pod := m.deployment.Spec.Template.Spec
@@ -248,12 +283,44 @@ func checkK8sTermination(t *testing.T, m *k8sManifests) {
 		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 	}
 	need := drainTimeoutOf(t, c.Args)
-	if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
-		need += time.Duration(l.PreStop.Sleep.Seconds) * time.Second
+	for _, pc := range pod.all() {
+		need += preStopPause(pc)
 	}
 	if grace <= need {
-		t.Errorf("terminationGracePeriodSeconds: got %s, want more than preStop plus --drain-timeout (%s)",
+		t.Errorf("terminationGracePeriodSeconds: got %s, want more than the preStop pauses plus --drain-timeout (%s)",
 			grace, need)
+	}
+}
+
+// preStopPause is a container's preStop sleep, 0 without one.
+func preStopPause(c *k8sContainer) time.Duration {
+	if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
+		return time.Duration(l.PreStop.Sleep.Seconds) * time.Second
+	}
+	return 0
+}
+
+// checkK8sSidecar: the order in which the kubelet stops the pod suits a
+// TLS terminator in front of the app. attlsd is a native sidecar, so it
+// gets its SIGTERM only once the app has exited; the app pauses in its
+// preStop while the Service's endpoints drop the pod, then stops; attlsd
+// needs no pause of its own, which would only hold the pod longer.
+func checkK8sSidecar(t *testing.T, m *k8sManifests) {
+	pod := m.deployment.Spec.Template.Spec
+	c := m.container(t, attlsdContainer)
+	if !pod.sidecar(c) {
+		t.Errorf("container %s: want a native sidecar (in initContainers, restartPolicy: Always), "+
+			"so that it stops after the app", c.Name)
+	}
+	if d := preStopPause(c); d != 0 {
+		t.Errorf("container %s: preStop pause %s; want none (it runs once the app has exited)", c.Name, d)
+	}
+	for i := range pod.Containers {
+		app := &pod.Containers[i]
+		if preStopPause(app) == 0 {
+			t.Errorf("container %s: want a preStop pause, so that it serves while the Service's "+
+				"endpoints drop the pod", app.Name)
+		}
 	}
 }
 
@@ -1088,9 +1155,14 @@ func testEntrypoint(t *testing.T, final *dockerStage, bin, binInImage string) {
 
 // TestDeployLowPort binds port 443 as an unprivileged user, in a network
 // namespace of its own (so that the host's ip_unprivileged_port_start
-// does not matter): without a capability attlsd must fail saying why;
-// with CAP_NET_BIND_SERVICE, ambient (as systemd's AmbientCapabilities
-// gives it) or on the file (setcap), it must start and serve.
+// does not matter), each way the README names: without a capability
+// attlsd must fail saying why; with CAP_NET_BIND_SERVICE, ambient (as
+// systemd's AmbientCapabilities gives it) or on the file (setcap), it
+// must start and serve. A Kubernetes container's capabilities.add, as a
+// non-root user without privilege escalation gets it, must not be enough
+// for the image's binary, which carries no file capability; the pod
+// sysctl net.ipv4.ip_unprivileged_port_start, with no capability at all,
+// must.
 func TestDeployLowPort(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("ports below 1024: needs root to make a network namespace and switch users; running as uid %d",
@@ -1142,17 +1214,26 @@ func TestDeployLowPort(t *testing.T) {
 	nobody := []string{"--reuid=65534", "--regid=65534", "--clear-groups"}
 	caps := []string{"--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"}
 
-	t.Run("no-capability", func(t *testing.T) {
-		args := inNS(append(append([]string{setpriv}, nobody...), bin, "run", "--policy", file)...)
+	// A non-root container with capabilities.add [NET_BIND_SERVICE] and
+	// allowPrivilegeEscalation: false: the runtime has the capability in
+	// the bounding and permitted sets before it executes the entrypoint,
+	// none ambient, and no_new_privs.
+	k8sAdd := []string{"--bounding-set=-all,+net_bind_service", "--no-new-privs"}
+	refused := func(t *testing.T, prefix ...string) {
+		t.Helper()
+		args := inNS(append(prefix, "run", "--policy", file)...)
 		_, stderr, code := run(t, "", ip, args...)
 		if code != 1 || !strings.Contains(stderr, "127.0.0.1:443") || !strings.Contains(stderr, "permission denied") {
 			t.Errorf("unprivileged on 443: got exit %d, stderr %q; want 1 and a line naming 127.0.0.1:443 "+
 				"and \"permission denied\"", code, stderr)
 		}
+	}
+	t.Run("no-capability", func(t *testing.T) {
+		refused(t, append(append([]string{setpriv}, nobody...), bin)...)
 	})
 	t.Run("ambient-capability", func(t *testing.T) {
 		args := append(append(append([]string{setpriv}, nobody...), caps...), bin)
-		serveLowPort(t, ip, inNS, curlBin, args, file)
+		serveLowPort(t, ip, inNS, curlBin, args, file, netBindService)
 	})
 	t.Run("file-capability", func(t *testing.T) {
 		setcap := needTool(t, "setcap", "libcap2-bin")
@@ -1161,20 +1242,40 @@ func TestDeployLowPort(t *testing.T) {
 			t.Skipf("setcap on %s (the file system may not keep capabilities): %v: %s", fileBin, err, out)
 		}
 		args := append(append([]string{setpriv}, nobody...), fileBin)
-		serveLowPort(t, ip, inNS, curlBin, args, file)
+		serveLowPort(t, ip, inNS, curlBin, args, file, netBindService)
+	})
+	t.Run("kubernetes-capabilities-add", func(t *testing.T) {
+		refused(t, append(append(append([]string{setpriv}, nobody...), k8sAdd...), bin)...)
+	})
+	t.Run("unprivileged-port-sysctl", func(t *testing.T) {
+		sysctl := needTool(t, "sysctl", "procps")
+		const key = "net.ipv4.ip_unprivileged_port_start"
+		if out, err := exec.Command(ip, inNS(sysctl, "-w", key+"=443")...).CombinedOutput(); err != nil {
+			t.Fatalf("sysctl -w %s=443 in %s: %v: %s", key, ns, err, out)
+		}
+		t.Cleanup(func() { exec.Command(ip, inNS(sysctl, "-w", key+"=1024")...).Run() })
+		// As the non-root pod runs it: no capability at all, no_new_privs.
+		args := append(append([]string{setpriv}, nobody...), "--bounding-set=-all", "--no-new-privs", bin)
+		serveLowPort(t, ip, inNS, curlBin, args, file, noCapability)
 	})
 }
 
+// Effective capability sets as /proc/PID/status prints them.
+const (
+	netBindService = "0000000000000400" // 1 << CAP_NET_BIND_SERVICE (10)
+	noCapability   = "0000000000000000"
+)
+
 // serveLowPort starts attlsd (the last word of prefix) in the namespace
-// and checks it runs as nobody with CAP_NET_BIND_SERVICE alone, and
-// serves https://localhost/ on 443.
+// and checks it runs as nobody with the effective capabilities capEff,
+// and serves https://localhost/ on 443.
 func serveLowPort(t *testing.T, ip string, inNS func(...string) []string, curlBin string,
-	prefix []string, file string) {
+	prefix []string, file, capEff string) {
 	t.Helper()
 	args := inNS(append(prefix, "run", "--policy", file, "--drain-timeout", "1s")...)
 	d, err := launchCmd(exec.Command(ip, args...), file, []int{443})
 	if err != nil {
-		t.Fatalf("attlsd on 443 with CAP_NET_BIND_SERVICE: %v", err)
+		t.Fatalf("attlsd on 443: %v", err)
 	}
 	t.Cleanup(func() { d.stop(t) })
 
@@ -1182,9 +1283,8 @@ func serveLowPort(t *testing.T, ip string, inNS func(...string) []string, curlBi
 	if uid := strings.Fields(procStatus(t, pid, "Uid")); uid[1] != "65534" {
 		t.Errorf("attlsd effective uid: got %s, want 65534", uid[1])
 	}
-	const netBindService = "0000000000000400" // 1 << CAP_NET_BIND_SERVICE (10)
-	if eff := procStatus(t, pid, "CapEff"); eff != netBindService {
-		t.Errorf("attlsd CapEff: got %s, want %s (CAP_NET_BIND_SERVICE alone)", eff, netBindService)
+	if eff := procStatus(t, pid, "CapEff"); eff != capEff {
+		t.Errorf("attlsd CapEff: got %s, want %s", eff, capEff)
 	}
 	out, stderr, code := run(t, "", ip, inNS(curlBin, "-sS", "--max-time", "10", "--cacert", caFile(),
 		"--resolve", "localhost:443:127.0.0.1", "https://localhost/")...)

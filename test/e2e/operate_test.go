@@ -2,15 +2,23 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,11 +30,20 @@ import (
 func adminDaemon(t *testing.T, backend string, extra string, ruleAttrs []string,
 	args ...string) (*daemon, string) {
 	t.Helper()
-	var admin string
-	d := startDaemonArgs(t, "127.0.0.1", 2, func(p []int) string {
+	return adminDaemonPorts(t, 1, func(p []int) string {
 		return environment() + inbound("api", p[0], backend, ruleAttrs...) + extra
-	}, func(p []int) []string {
-		admin = "127.0.0.1:" + itoa(p[1])
+	}, args...)
+}
+
+// adminDaemonPorts runs attlsd on the policy that makePolicy writes for
+// nports fresh ports, with its admin endpoint on one more, and returns
+// the daemon and the endpoint's URL.
+func adminDaemonPorts(t *testing.T, nports int, makePolicy func(ports []int) string,
+	args ...string) (*daemon, string) {
+	t.Helper()
+	var admin string
+	d := startDaemonArgs(t, "127.0.0.1", nports+1, makePolicy, func(p []int) []string {
+		admin = "127.0.0.1:" + itoa(p[nports])
 		return append([]string{"--admin", admin}, args...)
 	})
 	return d, "http://" + admin
@@ -101,6 +118,13 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Errorf("started line does not name the admin address %s", admin)
 	}
 
+	api := map[string]string{"rule": "api", "direction": "inbound"}
+	checkMetrics(t, metricsOf(t, admin), "before any connection", []metricWant{
+		{"attlsd_connections_active", api, 0},
+		{"attlsd_connections_opened_total", api, 0},
+		{"attlsd_bytes_in_total", api, 0},
+	})
+
 	// A live connection, looked up the way a backend would: by the two
 	// addresses of the connection it accepted.
 	c := dialTLS(t, addr, clientTLS(t))
@@ -109,6 +133,10 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	bc := receive(t, conns, "backend connection")
+	checkMetrics(t, metricsOf(t, admin), "with a connection open", []metricWant{
+		{"attlsd_connections_active", api, 1},
+		{"attlsd_bytes_in_total", api, 4},
+	})
 	q := url.Values{"peer": {bc.RemoteAddr().String()}, "local": {bc.LocalAddr().String()}}
 	code, body := get(t, admin+"/connections?"+q.Encode())
 	var list []map[string]any
@@ -144,13 +172,9 @@ func TestAdminEndpoints(t *testing.T) {
 	raw.Close()
 	d.closeLine(t, raw.LocalAddr().String())
 
-	_, m := get(t, admin+"/metrics")
-	api := map[string]string{"rule": "api", "direction": "inbound"}
-	for _, w := range []struct {
-		name   string
-		labels map[string]string
-		want   float64
-	}{
+	m := metricsOf(t, admin)
+	checkMetrics(t, m, "after two connections", []metricWant{
+		{"attlsd_connections_active", api, 0},
 		{"attlsd_connections_opened_total", api, 2},
 		{"attlsd_connections_closed_total", api, 2},
 		{"attlsd_bytes_in_total", api, 4},
@@ -159,11 +183,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{"attlsd_handshake_duration_seconds_count", map[string]string{"direction": "inbound"}, 1},
 		{"attlsd_policy_generation", nil, 1},
 		{"attlsd_reloads_total", map[string]string{"result": "applied"}, 0},
-	} {
-		if v, ok := metric(m, w.name, w.labels); !ok || v != w.want {
-			t.Errorf("metric %s%v: got %v (present %t), want %v", w.name, w.labels, v, ok, w.want)
-		}
-	}
+	})
 	if v, ok := metric(m, "attlsd_certificate_expiry_seconds",
 		map[string]string{"environment": "web", "role": "certificate"}); !ok || v < 300*24*3600 {
 		t.Errorf("certificate expiry: %v (present %t), want about a year", v, ok)
@@ -173,6 +193,11 @@ func TestAdminEndpoints(t *testing.T) {
 	if code, body := doHTTP(t, http.MethodPost, admin+"/reload"); code != 200 || !strings.Contains(body, "generation 2") {
 		t.Errorf("POST /reload: %d %q, want 200 naming generation 2", code, body)
 	}
+	checkMetrics(t, metricsOf(t, admin), "after POST /reload", []metricWant{
+		{"attlsd_reloads_total", map[string]string{"result": "applied"}, 1},
+		{"attlsd_policy_generation", nil, 2},
+	})
+	checkPolicyView(t, admin, d.policy, 2)
 	good, _ := os.ReadFile(d.policy)
 	writeFile(t, d.policy, string(good)+"\ninbound \"broken\" {\n  port = 0\n}\n")
 	code, body = doHTTP(t, http.MethodPost, admin+"/reload")
@@ -184,13 +209,304 @@ func TestAdminEndpoints(t *testing.T) {
 	if v, _ := metric(m, "attlsd_reloads_total", map[string]string{"result": "rejected"}); v < 1 {
 		t.Errorf("rejected reloads: %v, want at least 1", v)
 	}
-	if code, body := get(t, admin+"/policy"); code != 200 || !strings.Contains(body, `"generation"`) ||
-		!strings.Contains(body, "api") {
-		t.Errorf("/policy: %d %s", code, body)
-	}
 	if code, _ := doHTTP(t, http.MethodGet, admin+"/reload"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /reload: %d, want 405", code)
 	}
+}
+
+// metricWant is one sample a test expects.
+type metricWant struct {
+	name   string
+	labels map[string]string
+	want   float64
+}
+
+// checkMetrics checks samples of a metrics text; when names the moment.
+func checkMetrics(t *testing.T, text, when string, wants []metricWant) {
+	t.Helper()
+	for _, w := range wants {
+		if v, ok := metric(text, w.name, w.labels); !ok || v != w.want {
+			t.Errorf("%s: metric %s%s: got %v (present %t), want %v", when, w.name,
+				labelText(w.labels), v, ok, w.want)
+		}
+	}
+}
+
+// labelText prints labels as a Prometheus label set.
+func labelText(labels map[string]string) string {
+	var parts []string
+	for k, v := range labels {
+		parts = append(parts, k+"="+strconv.Quote(v))
+	}
+	slices.Sort(parts)
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// checkPolicyView compares /policy with attlsd show --json of the same
+// file: the same view, field for field, under the running generation.
+func checkPolicyView(t *testing.T, admin, file string, gen float64) {
+	t.Helper()
+	code, body := get(t, admin+"/policy")
+	var got struct {
+		Generation float64 `json:"generation"`
+		Policy     any     `json:"policy"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil {
+		t.Fatalf("/policy: %d %v\n%s", code, err, body)
+	}
+	stdout, stderr, exit := run(t, "", attlsdBin, "show", "--json", file)
+	var want any
+	if err := json.Unmarshal([]byte(stdout), &want); exit != 0 || err != nil {
+		t.Fatalf("attlsd show --json: exit %d, %v\n%s", exit, err, stderr)
+	}
+	if got.Generation != gen {
+		t.Errorf("/policy generation: got %v, want %v", got.Generation, gen)
+	}
+	if !reflect.DeepEqual(got.Policy, want) {
+		g, _ := json.MarshalIndent(got.Policy, "", "  ")
+		t.Errorf("/policy differs from attlsd show --json:\ngot  %s\nwant %s", g, stdout)
+	}
+}
+
+// TestConnectionsFilter: each filter of /connections picks the right
+// connections among several: two rules, each in front of its own
+// backend, one connection each.
+func TestConnectionsFilter(t *testing.T) {
+	handleA, connsA := record(echo)
+	handleB, connsB := record(echo)
+	a, b := startBackend(t, handleA), startBackend(t, handleB)
+	d, admin := adminDaemonPorts(t, 2, func(p []int) string {
+		return environment() + inbound("a", p[0], a.addr) + inbound("b", p[1], b.addr)
+	})
+	open := func(i int, conns <-chan *backendConn) (string, *backendConn) {
+		c := dialTLS(t, d.addr("127.0.0.1", i), clientTLS(t))
+		c.Write([]byte("ping"))
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		return c.LocalAddr().String(), receive(t, conns, "backend connection")
+	}
+	clientA, bcA := open(0, connsA)
+	clientB, bcB := open(1, connsB)
+	peerA, localA := bcA.RemoteAddr().String(), bcA.LocalAddr().String()
+	peerB, localB := bcB.RemoteAddr().String(), bcB.LocalAddr().String()
+
+	tests := []struct {
+		name  string
+		query url.Values
+		want  []string // the clients listed, oldest first
+	}{
+		{"no filter", url.Values{}, []string{clientA, clientB}},
+		{"pair a", url.Values{"peer": {peerA}, "local": {localA}}, []string{clientA}},
+		{"pair b", url.Values{"peer": {peerB}, "local": {localB}}, []string{clientB}},
+		{"peer only", url.Values{"peer": {peerB}}, []string{clientB}},
+		{"local only a", url.Values{"local": {localA}}, []string{clientA}},
+		{"local only b", url.Values{"local": {localB}}, []string{clientB}},
+		{"wrong local", url.Values{"local": {"127.0.0.1:1"}}, nil},
+		{"crossed pair", url.Values{"peer": {peerA}, "local": {localB}}, nil},
+		{"rule", url.Values{"rule": {"b"}}, []string{clientB}},
+		{"direction", url.Values{"direction": {"outbound"}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := get(t, admin+"/connections?"+tt.query.Encode())
+			var list []proxyConn
+			if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil {
+				t.Fatalf("/connections?%s: %d %v\n%s", tt.query.Encode(), code, err, body)
+			}
+			var got []string
+			for _, c := range list {
+				got = append(got, c.Client)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("/connections?%s: got clients %v, want %v", tt.query.Encode(), got, tt.want)
+			}
+		})
+	}
+}
+
+// proxyConn is the part of a /connections entry the tests read.
+type proxyConn struct {
+	Client  string `json:"client"`
+	Rule    string `json:"rule"`
+	BytesIn int64  `json:"bytes_in"`
+}
+
+// TestConnectionsFoundOnAccept: a backend that asks /connections about a
+// connection the moment it accepts it, before reading a byte, finds it
+// every time: attlsd records its side of the connection before it writes
+// to it.
+func TestConnectionsFoundOnAccept(t *testing.T) {
+	const rounds = 300
+	var adminURL atomic.Value // set before the first connection
+	found := make(chan error, 1)
+	b := startRawBackend(t, func(bc *backendConn) {
+		q := url.Values{"peer": {bc.RemoteAddr().String()}, "local": {bc.LocalAddr().String()}}
+		offer(found, lookupOne(adminURL.Load().(string)+"/connections?"+q.Encode()))
+		io.Copy(io.Discard, bc)
+	})
+	d, admin := adminDaemon(t, b.addr, "", nil)
+	adminURL.Store(admin)
+	cfg := clientTLS(t)
+	missed := 0
+	for i := range rounds {
+		c := dialTLS(t, d.addr("127.0.0.1", 0), cfg)
+		if err := receive(t, found, "lookup"); err != nil {
+			missed++
+			if missed == 1 {
+				t.Errorf("connection %d: %v", i, err)
+			}
+		}
+		c.Close()
+	}
+	if missed > 0 {
+		t.Errorf("/connections missed %d of %d connections at accept, want 0", missed, rounds)
+	}
+}
+
+// lookupOne asks the admin endpoint and wants exactly one connection.
+func lookupOne(u string) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var list []proxyConn
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return err
+	}
+	if len(list) != 1 || list[0].Rule != "api" {
+		return fmt.Errorf("got %+v, want one connection of rule api", list)
+	}
+	return nil
+}
+
+// TestBackendFailureMetric: a backend that cannot be reached is counted
+// by rule and reason.
+func TestBackendFailureMetric(t *testing.T) {
+	tests := []struct {
+		name, backend, reason string
+	}{
+		{"tcp", "127.0.0.1:" + itoa(freePorts(t, "127.0.0.1", 1)[0]), "connect_refused"},
+		{"unix", "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock"), "no_socket"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, admin := adminDaemon(t, tt.backend, "", nil)
+			c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
+			waitClosed(t, c)
+			d.closeLine(t, c.LocalAddr().String())
+			checkMetrics(t, metricsOf(t, admin), "after a dead backend", []metricWant{
+				{"attlsd_backend_failures_total", map[string]string{"rule": "api", "reason": tt.reason}, 1},
+				{"attlsd_connections_opened_total", map[string]string{"rule": "api"}, 1},
+			})
+		})
+	}
+}
+
+// TestCertificateExpiryMetric: a CA named twice (on its own and inside a
+// bundle) and a chain with an intermediate still give a working scrape,
+// with one expiry sample per certificate and role.
+func TestCertificateExpiryMetric(t *testing.T) {
+	dir := t.TempDir()
+	pki := chainPKI(t, dir)
+	b := startBackend(t, echo)
+	d, admin := adminDaemonPorts(t, 1, func(p []int) string {
+		return block("environment", "web",
+			"certificate = "+quote(filepath.Join(dir, "chain.pem")),
+			"private_key = "+quote(filepath.Join(dir, "key.pem")),
+			"trust = ["+quote(filepath.Join(dir, "root.pem"))+", "+
+				quote(filepath.Join(dir, "bundle.pem"))+"]") +
+			inbound("api", p[0], b.addr)
+	})
+	cfg := clientTLS(t)
+	cfg.RootCAs, cfg.NextProtos = pki.roots, nil
+	dialTLS(t, d.addr("127.0.0.1", 0), cfg) // the chain is served
+
+	code, text := get(t, admin+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: got %d, want 200\n%s", code, text)
+	}
+	for _, w := range []struct {
+		role string
+		cert *x509.Certificate
+	}{
+		{"certificate", pki.leaf},
+		{"intermediate", pki.intermediate},
+		{"trust", pki.root},
+		{"trust", pki.other},
+	} {
+		labels := map[string]string{"environment": "web", "role": w.role,
+			"subject": w.cert.Subject.String(), "serial": w.cert.SerialNumber.Text(16)}
+		n := countSamples(text, "attlsd_certificate_expiry_seconds", labels)
+		v, _ := metric(text, "attlsd_certificate_expiry_seconds", labels)
+		if want := time.Until(w.cert.NotAfter).Seconds(); n != 1 || v < want-1 || v > want+600 {
+			t.Errorf("expiry of %s %q: got %d samples, value %v; want 1, about %v",
+				w.role, w.cert.Subject.CommonName, n, v, want)
+		}
+	}
+	if n := countSamples(text, "attlsd_certificate_expiry_seconds", nil); n != 4 {
+		t.Errorf("expiry samples: got %d, want 4", n)
+	}
+}
+
+// countSamples counts the samples of name whose labels include labels.
+func countSamples(text, name string, labels map[string]string) int {
+	n := 0
+	for _, line := range strings.Split(text, "\n") {
+		if _, ok := metric(line, name, labels); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// chainCerts is a root CA, an intermediate it signed, a server
+// certificate for localhost the intermediate signed, and another CA.
+type chainCerts struct {
+	root, intermediate, leaf, other *x509.Certificate
+	roots                           *x509.CertPool
+}
+
+// chainPKI writes into dir: chain.pem (leaf then intermediate), key.pem,
+// root.pem, and bundle.pem, which holds another CA and the root again.
+func chainPKI(t *testing.T, dir string) chainCerts {
+	t.Helper()
+	now := time.Now()
+	ca := func(name string, days int, parent *x509.Certificate, key *ecdsa.PrivateKey) (*ecdsa.PrivateKey, *x509.Certificate) {
+		return newCert(t, nil, &x509.Certificate{
+			Subject: pkix.Name{CommonName: name}, NotBefore: now.Add(-time.Hour),
+			NotAfter: now.Add(time.Duration(days) * 24 * time.Hour), IsCA: true,
+			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		}, parent, key)
+	}
+	rootKey, root := ca("attlsd e2e root", 300, nil, nil)
+	midKey, mid := ca("attlsd e2e intermediate", 200, root, rootKey)
+	_, other := ca("attlsd e2e other CA", 250, nil, nil)
+	leafKey, leaf := newCert(t, nil, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "attlsd e2e chained server"}, DNSNames: []string{"localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(100 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, mid, midKey)
+
+	pemOf := func(cs ...*x509.Certificate) []byte {
+		var out []byte
+		for _, c := range cs {
+			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		return out
+	}
+	writeFile(t, filepath.Join(dir, "chain.pem"), string(pemOf(leaf, mid)))
+	writeFile(t, filepath.Join(dir, "root.pem"), string(pemOf(root)))
+	writeFile(t, filepath.Join(dir, "bundle.pem"), string(pemOf(other, root)))
+	der, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, "key.pem"), "PRIVATE KEY", der)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	return chainCerts{root: root, intermediate: mid, leaf: leaf, other: other, roots: roots}
 }
 
 // TestAdminLoopbackByDefault: a port alone binds the admin endpoint to
@@ -253,10 +569,18 @@ func TestDrain(t *testing.T) {
 		t.Errorf("rest of the transfer after SIGTERM: %q, %v", rest, err)
 	}
 	c.Close()
-	d.stop(t) // already signalled: waits for the exit and checks status 0
+	// The drain ends by itself once the last connection has: no other
+	// signal is sent.
+	d.waitExit(t)
 	l := d.closeLineAfterExit(t, c.LocalAddr().String())
 	if l.str("reason") != "closed" {
 		t.Errorf("drained connection ended with %q, want closed", l.str("reason"))
+	}
+	for _, msg := range []string{"second signal; closing every connection now",
+		"drain timeout reached; closing the remaining connections"} {
+		if _, ok := d.log.find(isMessage(msg)); ok {
+			t.Errorf("drain that finished on its own logged %q", msg)
+		}
 	}
 }
 
@@ -294,11 +618,85 @@ func TestDrainTimeout(t *testing.T) {
 	}
 }
 
+// TestDrainStuckBackend: a relay blocked writing to a backend that
+// accepted and stopped reading, while its client floods, does not keep
+// attlsd from stopping, at a second signal or at the drain timeout: both
+// sockets of the connection are closed and attlsd exits 0.
+func TestDrainStuckBackend(t *testing.T) {
+	tests := []struct {
+		name         string
+		drainTimeout string
+		second       bool // send a second SIGTERM
+		wantLine     string
+	}{
+		{"second-signal", "10m", true, "second signal; closing every connection now"},
+		{"drain-timeout", "500ms", false, "drain timeout reached; closing the remaining connections"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			b := startRawBackend(t, func(*backendConn) { <-release })
+			t.Cleanup(func() { close(release) })
+			d, admin := adminDaemon(t, b.addr, "", nil, "--drain-timeout", tt.drainTimeout)
+			c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
+			go flood(c)
+			waitStalled(t, admin)
+
+			d.cmd.Process.Signal(syscall.SIGTERM)
+			if _, err := d.log.wait(logTimeout, d.exited, isMessage("draining: no new connections; open ones may finish")); err != nil {
+				t.Fatal(err)
+			}
+			if tt.second {
+				d.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			d.waitExit(t)
+			if _, ok := d.log.find(isMessage(tt.wantLine)); !ok {
+				t.Errorf("no %q line", tt.wantLine)
+			}
+			// The connection's goroutine ended: it logged its close.
+			d.closeLineAfterExit(t, c.LocalAddr().String())
+		})
+	}
+}
+
+// flood writes to c until a write fails.
+func flood(c net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+// waitStalled waits until the one open connection's bytes towards the
+// backend stop growing: the relay is then blocked writing to a backend
+// that does not read.
+func waitStalled(t *testing.T, admin string) {
+	t.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	last, still := int64(-1), 0
+	for still < 5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay never stalled")
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, body := get(t, admin+"/connections")
+		var list []proxyConn
+		if json.Unmarshal([]byte(body), &list) != nil || len(list) != 1 {
+			t.Fatalf("/connections: %s; want one connection", body)
+		}
+		if n := list[0].BytesIn; n > 0 && n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+}
+
 // metricsOf fetches and returns the metrics text.
 func metricsOf(t *testing.T, admin string) string {
 	t.Helper()
 	_, m := get(t, admin+"/metrics")
 	return m
 }
-
-var _ = fmt.Sprintf
