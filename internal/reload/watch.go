@@ -86,6 +86,7 @@ func (r *Reloader) rewatch(files []string) {
 			changed = true
 		}
 		r.watched[path] = w
+		r.writers.add(path, w.names)
 	}
 	if changed {
 		r.log.Debug().Strs(logkey.Folders, slices.Sorted(maps.Keys(r.watched))).
@@ -101,7 +102,6 @@ func (r *Reloader) watchDir(path string) bool {
 	err := r.addWatch(path)
 	if err == nil {
 		delete(r.unwatchable, path)
-		r.writers.add(path)
 		return true
 	}
 	r.polling = true

@@ -24,10 +24,11 @@ type writers struct {
 	file *os.File // fd, so that Close ends a pending read
 	done chan struct{}
 
-	mu   sync.Mutex
-	wds  map[string]int // by watched path
-	dirs map[int]fileID // watched folder by watch descriptor
-	open map[entry]bool // changed and not closed yet
+	mu    sync.Mutex
+	wds   map[string]int          // by watched path
+	dirs  map[int]fileID          // watched folder by watch descriptor
+	names map[int]map[string]bool // the names that matter, by watch descriptor
+	open  map[entry]bool          // changed and not closed yet
 }
 
 // entry is a name in a folder.
@@ -52,7 +53,7 @@ func openWriters(log zerolog.Logger) *writers {
 	}
 	w := &writers{fd: fd, file: os.NewFile(uintptr(fd), "inotify"),
 		done: make(chan struct{}), wds: map[string]int{}, dirs: map[int]fileID{},
-		open: map[entry]bool{}}
+		names: map[int]map[string]bool{}, open: map[entry]bool{}}
 	go w.read()
 	return w
 }
@@ -98,7 +99,7 @@ func (w *writers) note(wd int, mask uint32, name string) {
 	case !ok:
 	case mask&unix.IN_IGNORED != 0:
 		w.forget(wd)
-	case mask&unix.IN_MODIFY != 0:
+	case mask&unix.IN_MODIFY != 0 && w.names[wd][name]:
 		w.open[entry{dir, name}] = true
 	default:
 		delete(w.open, entry{dir, name})
@@ -109,6 +110,7 @@ func (w *writers) note(wd int, mask uint32, name string) {
 func (w *writers) forget(wd int) {
 	dir := w.dirs[wd]
 	delete(w.dirs, wd)
+	delete(w.names, wd)
 	for e := range w.open {
 		if e.dir == dir {
 			delete(w.open, e)
@@ -116,10 +118,11 @@ func (w *writers) forget(wd int) {
 	}
 }
 
-// add watches the folder at path. A folder it cannot watch is read once
-// its events settle.
-func (w *writers) add(path string) {
-	if w == nil {
+// add watches the folder at path for writes to names, or updates the
+// names of a folder it watches. A folder it cannot watch is read once its
+// events settle.
+func (w *writers) add(path string, names map[string]bool) {
+	if w == nil || w.update(path, names) {
 		return
 	}
 	fi, err := os.Stat(path)
@@ -132,7 +135,19 @@ func (w *writers) add(path string) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.wds[path], w.dirs[wd] = wd, idOf(path, fi)
+	w.wds[path], w.dirs[wd], w.names[wd] = wd, idOf(path, fi), names
+}
+
+// update gives the folder at path names, and reports whether it is
+// watched.
+func (w *writers) update(path string, names map[string]bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wd, ok := w.wds[path]
+	if ok {
+		w.names[wd] = names
+	}
+	return ok
 }
 
 // remove stops watching the folder at path.

@@ -10,7 +10,7 @@ type writers struct{}
 
 func openWriters(zerolog.Logger) *writers { return nil }
 
-func (*writers) add(string)         {}
-func (*writers) remove(string)      {}
-func (*writers) busy([]string) bool { return false }
-func (*writers) close()             {}
+func (*writers) add(string, map[string]bool) {}
+func (*writers) remove(string)               {}
+func (*writers) busy([]string) bool          { return false }
+func (*writers) close()                      {}
