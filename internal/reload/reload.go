@@ -143,7 +143,8 @@ type result struct {
 }
 
 // Reload reloads at once, like Trigger, and returns the generation now
-// running or why the reload was rejected. Run must be running.
+// running or why the reload was rejected. Files still being written are
+// waited for first. Run must be running.
 func (r *Reloader) Reload(ctx context.Context) (uint64, error) {
 	reply := make(chan result, 1)
 	select {
