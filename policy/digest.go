@@ -61,18 +61,31 @@ func writeBlob(w io.Writer, label string, b []byte) {
 	w.Write(b)
 }
 
-// Inherit gives every rule of p that is unchanged since prev (same name,
-// same digest) prev's TLS configuration. A server configuration keeps its
-// session ticket keys that way, and a client one its session cache, so a
-// reload does not cost clients their resumption where nothing changed.
+// tlsKey sums what shapes a rule's TLS configuration: its environment's
+// Digest and direction, and the rule's client_auth (inbound) or
+// server_name (outbound). The backend, ports, limits and priority play no
+// part, so changing them keeps the configuration.
+func tlsKey(r *Rule) [32]byte {
+	h := sha256.New()
+	h.Write(r.Environment.Digest[:])
+	fmt.Fprintf(h, "%d auth=%d name=%q\n", r.Direction, r.ClientAuth, r.ServerName)
+	return [32]byte(h.Sum(nil))
+}
+
+// Inherit gives every TLS rule of p prev's configuration of the same key
+// (see tlsKey), when prev has one. An environment whose content did not
+// change keeps its session ticket keys that way (inbound), and its
+// session cache (outbound), so a reload does not cost clients their
+// resumption. A changed certificate or trust bundle changes the key: no
+// session of the old settings is resumed under the new ones.
 func (p *Policy) Inherit(prev *Policy) {
 	if prev == nil {
 		return
 	}
-	old := prev.rulesByName()
 	for _, r := range p.rules() {
-		if o := old[r.Name]; o != nil && o.digest == r.digest && o.TLSConfig != nil {
-			r.TLSConfig = o.TLSConfig
+		if c := prev.configs[r.configKey]; c != nil && r.TLSConfig != nil {
+			r.TLSConfig = c
+			p.configs[r.configKey] = c
 		}
 	}
 }

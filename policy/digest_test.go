@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +61,18 @@ outbound "new" {
 }
 `
 
+// loadPolicyText loads src as dir/policy.hcl.
+func loadPolicyText(t *testing.T, dir, src string) *Policy {
+	t.Helper()
+	file := filepath.Join(dir, "policy.hcl")
+	writeTestFile(t, file, []byte(src), 0o644)
+	p, diags := Load(file)
+	if diags.HasErrors() {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	return p
+}
+
 func loadText(t *testing.T, dir, src string) *Policy {
 	t.Helper()
 	file := filepath.Join(dir, "policy.hcl")
@@ -115,17 +128,103 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// inheritText is a policy whose parts the TestInherit cases vary.
+type inheritText struct {
+	cert, key, trust, auth, backend, priority, serverName, endpoint string
+}
+
+func (x inheritText) String() string {
+	return fmt.Sprintf(`
+environment "web" {
+  certificate = %q
+  private_key = %q
+  trust       = [%q]
+}
+environment "client" {
+  trust = [%q]
+}
+inbound "in" {
+  port        = 8443
+  environment = "web"
+  client_auth = %q
+  backend     = %q
+  priority    = %s
+}
+inbound "in2" {
+  port        = 8444
+  environment = "web"
+  client_auth = %q
+  backend     = "127.0.0.1:9090"
+}
+outbound "out" {
+  port        = 15003
+  endpoint    = %q
+  server_name = %q
+  environment = "client"
+}
+`, x.cert, x.key, x.trust, x.trust, x.auth, x.backend, x.priority, x.auth, x.endpoint,
+		x.serverName)
+}
+
+// TestInherit: a reload keeps a rule's TLS configuration, and so its
+// ticket keys or session cache, unless what shapes that configuration
+// changed: the environment's certificate or trust, client_auth, or the
+// server name.
 func TestInherit(t *testing.T) {
 	dir := testDir(t)
-	base := loadText(t, dir, diffBase)
-	next := loadText(t, dir, diffNext)
-	next.Inherit(base)
-	byName := next.rulesByName()
-	old := base.rulesByName()
-	if byName["kept"].TLSConfig != old["kept"].TLSConfig {
-		t.Error("unchanged rule: TLS configuration not inherited")
+	same, err := os.ReadFile(filepath.Join(dir, "certs/server.pem"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if byName["moved"].TLSConfig == old["moved"].TLSConfig {
-		t.Error("changed rule: inherited the old TLS configuration")
+	writeTestFile(t, filepath.Join(dir, "certs/same.pem"), same, 0o644)
+	if _, err := certs.InitDev(filepath.Join(dir, "other"), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	base := inheritText{cert: "certs/server.pem", key: "certs/server-key.pem", trust: "certs/ca.pem", auth: "none",
+		backend: "127.0.0.1:9080", priority: "1", serverName: "localhost",
+		endpoint: "localhost:8443"}
+	tests := []struct {
+		name      string
+		change    func(x *inheritText)
+		keepIn    bool // rules "in" and "in2" keep theirs
+		keepOut   bool // rule "out" keeps its own
+		shareWith bool // "in" and "in2" share one configuration
+	}{
+		{"nothing", func(*inheritText) {}, true, true, true},
+		{"backend", func(x *inheritText) { x.backend = "127.0.0.1:9099" }, true, true, true},
+		{"priority", func(x *inheritText) { x.priority = "7" }, true, true, true},
+		{"endpoint", func(x *inheritText) { x.endpoint = "localhost:9443" }, true, true, true},
+		{"same certificate in another file",
+			func(x *inheritText) { x.cert = "certs/same.pem" }, true, true, true},
+		{"certificate", func(x *inheritText) {
+			x.cert, x.key = "other/server.pem", "other/server-key.pem"
+		}, false, true, true},
+		{"trust", func(x *inheritText) { x.trust = "certs/server.pem" }, false, false, true},
+		{"client_auth", func(x *inheritText) { x.auth = "full" }, false, true, true},
+		{"server_name", func(x *inheritText) { x.serverName = "127.0.0.1" }, true, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev := loadPolicyText(t, dir, base.String())
+			x := base
+			tt.change(&x)
+			next := loadPolicyText(t, dir, x.String())
+			next.Inherit(prev)
+			got, old := next.rulesByName(), prev.rulesByName()
+			for _, name := range []string{"in", "in2"} {
+				if kept := got[name].TLSConfig == old[name].TLSConfig; kept != tt.keepIn {
+					t.Errorf("rule %q kept its TLS configuration: got %t, want %t",
+						name, kept, tt.keepIn)
+				}
+			}
+			if kept := got["out"].TLSConfig == old["out"].TLSConfig; kept != tt.keepOut {
+				t.Errorf("rule \"out\" kept its TLS configuration: got %t, want %t",
+					kept, tt.keepOut)
+			}
+			if shared := got["in"].TLSConfig == got["in2"].TLSConfig; shared != tt.shareWith {
+				t.Errorf("rules of one environment and client_auth share a configuration: "+
+					"got %t, want %t", shared, tt.shareWith)
+			}
+		})
 	}
 }

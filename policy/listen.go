@@ -159,7 +159,8 @@ func (s *listenerSet) open(b *binder, key listenKey) *Listener {
 		s.collisions = append(s.collisions, collision{a: other, b: b, port: key.port})
 		return nil
 	}
-	l := &Listener{Addr: listenAddr(key), Port: key.port, Kind: b.kind}
+	l := &Listener{Addr: listenAddr(key), Port: key.port, Kind: b.kind,
+		PortRange: b.portRange}
 	if b.kind == ListenIntercept {
 		l.Intercept = b.name
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 
@@ -101,7 +102,7 @@ func (d *decoder) policy(body hcl.Body) *Policy {
 		for _, env := range p.Environments {
 			env.Digest = envDigest(env)
 		}
-		buildConfigs(rules)
+		buildConfigs(p, rules)
 	}
 	return p
 }
@@ -192,16 +193,27 @@ func byDirection(rules []*ruleSource) (inbound, outbound, transparent []*Rule) {
 }
 
 // buildConfigs gives every TLS rule its configuration: a server one
-// inbound, a client one outbound.
-func buildConfigs(rules []*ruleSource) {
+// inbound, a client one outbound. Rules whose configurations would be
+// equal share one (see tlsKey), and with it session ticket keys or a
+// client session cache.
+func buildConfigs(p *Policy, rules []*ruleSource) {
+	p.configs = map[[32]byte]*tls.Config{}
 	for _, src := range rules {
 		r := src.rule
 		r.digest = ruleDigest(r)
-		switch {
-		case r.Direction == Outbound:
+		if r.Direction == Inbound && !r.TLS {
+			continue
+		}
+		r.configKey = tlsKey(r)
+		if c := p.configs[r.configKey]; c != nil {
+			r.TLSConfig = c
+			continue
+		}
+		if r.Direction == Outbound {
 			r.TLSConfig = clientConfig(r)
-		case r.TLS:
+		} else {
 			r.TLSConfig = serverConfig(r)
 		}
+		p.configs[r.configKey] = r.TLSConfig
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/attlsd/attlsd/certs"
 )
 
@@ -217,6 +219,9 @@ type Rule struct {
 	// digest sums everything above and the environment's Digest: a rule
 	// with the same name and digest in two policies behaves the same.
 	digest [32]byte
+	// configKey sums what shapes TLSConfig (see tlsKey): rules with equal
+	// keys share one configuration, within a policy and across reloads.
+	configKey [32]byte
 }
 
 // Transparent reports whether r is an outbound rule that takes redirected
@@ -284,6 +289,9 @@ type Listener struct {
 	Rules []*Rule
 	// Intercept names the intercept block of an intercept listener.
 	Intercept string
+	// PortRange is where the port of the listener's first rule (or its
+	// intercept) is written, for diagnostics about binding it.
+	PortRange hcl.Range
 }
 
 // Match returns the first rule that takes a client at addr, or nil.
@@ -313,6 +321,9 @@ type Policy struct {
 	Transparent []*Rule
 	// Listeners are sorted by port, then address.
 	Listeners []*Listener
+
+	// configs holds every rule's TLS configuration by its configKey.
+	configs map[[32]byte]*tls.Config
 }
 
 // MatchOriginal returns the first transparent rule, in AT-TLS order, that

@@ -4,11 +4,12 @@ import (
 	"crypto/tls"
 )
 
-// clientSessionCacheSize bounds the TLS sessions kept per outbound rule.
-// Resuming saves a full handshake, and a certificate check, on every app
-// connection after the first to a server; a few dozen servers per rule is
-// plenty, and the bound keeps a transparent rule that reaches many
-// addresses from growing without limit.
+// clientSessionCacheSize bounds the TLS sessions kept per client
+// configuration (an environment and server name, see tlsKey). Resuming
+// saves a full handshake, and a certificate check, on every app connection
+// after the first to a server; a few dozen servers is plenty, and the
+// bound keeps a transparent rule that reaches many addresses from growing
+// without limit.
 const clientSessionCacheSize = 64
 
 // tlsClientAuth maps a rule's client_auth to crypto/tls. AT-TLS PassThru
@@ -22,8 +23,8 @@ var tlsClientAuth = map[ClientAuth]tls.ClientAuthType{
 }
 
 // serverConfig builds the TLS server configuration of a TLS rule whose
-// environment loaded without error. Each rule gets its own config, since
-// client authentication is set per rule.
+// environment loaded without error. It depends on the environment and the
+// rule's client authentication only, so rules that agree on both share it.
 func serverConfig(r *Rule) *tls.Config {
 	env := r.Environment
 	return &tls.Config{
@@ -39,8 +40,9 @@ func serverConfig(r *Rule) *tls.Config {
 }
 
 // clientConfig builds the TLS client configuration of an outbound rule
-// whose environment loaded without error. Each rule gets its own config,
-// since the server name and session cache are per rule.
+// whose environment loaded without error. It depends on the environment
+// and the rule's server name only, so rules that agree on both share it,
+// and its session cache.
 //
 // RootCAs nil means the system roots. ServerName is empty on a
 // transparent rule without server_name; crypto/tls then refuses to

@@ -4,21 +4,43 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/attlsd/attlsd/internal/logkey"
 	"github.com/attlsd/attlsd/policy"
 )
 
-// listener is one bound socket. Which rules it serves is looked up by
-// addr in the current generation at each accept.
+// listener is one bound socket. gen is the newest generation that has
+// its address: a connection runs under it, so one accepted in the moment
+// between a reload that removed the listener and the socket's close is
+// still served, by the rules it arrived for.
 type listener struct {
 	ln   net.Listener
 	addr string // policy.Listener.Addr
 	port uint16
+	gen  atomic.Pointer[generation]
 }
 
-// bindAll binds every listener or, on the first failure, none.
+// BindError is a listener of a policy that could not be bound. Its text
+// starts with the position of the port in the policy, file:line:col.
+type BindError struct {
+	Listener *policy.Listener
+	Err      error
+}
+
+func (e *BindError) Error() string {
+	msg := fmt.Sprintf("listen on %s for %s: %v", e.Listener.Addr, owner(e.Listener), e.Err)
+	if r := e.Listener.PortRange; r.Filename != "" {
+		msg = fmt.Sprintf("%s:%d:%d: %s", r.Filename, r.Start.Line, r.Start.Column, msg)
+	}
+	return msg
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
+// bindAll binds every listener or, on the first failure, none. The error
+// is a *BindError.
 func bindAll(pls []*policy.Listener) ([]*listener, error) {
 	out := make([]*listener, 0, len(pls))
 	for _, pl := range pls {
@@ -27,7 +49,7 @@ func bindAll(pls []*policy.Listener) ([]*listener, error) {
 			for _, l := range out {
 				l.ln.Close()
 			}
-			return nil, fmt.Errorf("listen on %s for %s: %w", pl.Addr, owner(pl), err)
+			return nil, &BindError{Listener: pl, Err: err}
 		}
 		out = append(out, &listener{ln: ln, addr: pl.Addr, port: pl.Port})
 	}
@@ -60,7 +82,7 @@ func (s *Server) accept(l *listener) {
 		}
 		if err != nil {
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
-			s.log.Warn().Err(err).Dur("retry_in", delay).
+			s.log.Warn().Err(err).Dur(logkey.RetryIn, delay).
 				Str(logkey.Listener, l.addr).Msg("accept failed")
 			time.Sleep(delay)
 			continue
@@ -71,11 +93,11 @@ func (s *Server) accept(l *listener) {
 	}
 }
 
-// serve runs one connection under the generation current at accept. The
+// serve runs one connection under its listener's generation. The
 // connection may outlive this goroutine (its relay parks when quiet);
 // finish forgets it when it ends.
 func (s *Server) serve(l *listener, raw net.Conn) {
-	g := s.current.Load()
+	g := l.gen.Load()
 	pl := g.byAddr[l.addr]
 	c := s.newConn(raw, g, pl)
 	untrack := s.track(c)
@@ -85,11 +107,6 @@ func (s *Server) serve(l *listener, raw net.Conn) {
 	}
 	if s.ctx.Err() != nil { // Close ran between Accept and track
 		raw.Close()
-	}
-	if pl == nil {
-		// Accepted just before a reload removed the listener.
-		c.finish(&refusal{reason: "listener removed by a policy reload", kind: "no_rule"})
-		return
 	}
 	c.serve(s.ctx, g.policy, pl)
 }

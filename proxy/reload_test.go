@@ -3,9 +3,11 @@ package proxy
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/attlsd/attlsd/certs"
 	"github.com/attlsd/attlsd/policy"
 )
 
@@ -170,26 +173,135 @@ func TestApplyAddsAndRemovesListeners(t *testing.T) {
 	}
 }
 
+// ruleText is an inbound rule named after its port in environment
+// "web"; address "" listens on all addresses.
+func ruleText(port int, address, backend string) string {
+	if address != "" {
+		address = fmt.Sprintf("address = %q", address)
+	}
+	return fmt.Sprintf(`inbound "r%d" {
+  port        = %d
+  %s
+  environment = "web"
+  backend     = %q
+}
+`, port, port, address, backend)
+}
+
+const webEnvironment = `environment "web" {
+  certificate = "server.pem"
+  private_key = "server-key.pem"
+}
+`
+
+// TestApplyBindFailureChangesNothing adds a port another process holds:
+// Apply fails with the position of that port in the policy, and the
+// running listeners keep their sockets, also one on a port whose address
+// the same reload moves.
 func TestApplyBindFailureChangesNothing(t *testing.T) {
 	be := namedBackend(t, "be")
-	p1 := freePort(t)
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	tests := []struct {
+		name             string
+		oldAddr, newAddr string // of the kept rule's port
+	}{
+		{"beside a kept port", "127.0.0.1", "127.0.0.1"},
+		{"beside a port that moves to one address", "", "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freePort(t)
+			held, heldPort := holdPortAfter(t, port)
+			defer held.Close()
+			s, _ := startServerWith(t, parsePolicy(t, webEnvironment+ruleText(port, tt.oldAddr, be)))
+			oldKey := fmt.Sprintf("%s:%d", tt.oldAddr, port)
+			before := s.listeners[oldKey]
+
+			text := webEnvironment + ruleText(port, tt.newAddr, be) + ruleText(heldPort, "127.0.0.1", be)
+			_, err := s.Apply(parsePolicy(t, text))
+			var bindErr *BindError
+			if !errors.As(err, &bindErr) || bindErr.Listener.Port != uint16(heldPort) {
+				t.Fatalf("Apply with a held port: got %v, want a BindError for port %d", err, heldPort)
+			}
+			want := fmt.Sprintf("test.hcl:%d:17: listen on 127.0.0.1:%d", lineOf(text, heldPort), heldPort)
+			if !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("error: got %q, want it to start with %q", err, want)
+			}
+			if gen, _ := s.Generation(); gen != 1 {
+				t.Errorf("after a failed Apply: generation %d, want 1", gen)
+			}
+			if after := s.listeners[oldKey]; after != before {
+				t.Errorf("listener %s: its socket was closed and bound again", oldKey)
+			}
+			if name, c := hello(t, fmt.Sprintf("127.0.0.1:%d", port), reloadClient(t)); name != "be" {
+				t.Errorf("running listener after a failed Apply: reached %q, want be", name)
+			} else {
+				c.Close()
+			}
+		})
+	}
+}
+
+// holdPortAfter listens on a loopback port whose address sorts after
+// port's, so that binding in address order would reach it last.
+func holdPortAfter(t *testing.T, port int) (net.Listener, int) {
+	t.Helper()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := ln.Addr().(*net.TCPAddr).Port
+		if fmt.Sprint(held) > fmt.Sprint(port) {
+			return ln, held
+		}
+		defer ln.Close()
+	}
+}
+
+// lineOf returns the 1-based line of text that sets port.
+func lineOf(text string, port int) int {
+	for i, l := range strings.Split(text, "\n") {
+		if strings.TrimSpace(l) == fmt.Sprintf("port        = %d", port) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// TestServeOnRemovedListener: a connection accepted on a listener in the
+// moment after a reload removed it, before its socket closed, is served
+// under the generation the listener last belonged to.
+func TestServeOnRemovedListener(t *testing.T) {
+	be := namedBackend(t, "be")
+	p1, p2 := freePort(t), freePort(t)
+	s, logs := startServerWith(t, inboundPolicy(t, "a", map[int]string{p1: be}))
+	removed := s.listeners[fmt.Sprintf("127.0.0.1:%d", p1)]
+	if _, err := s.Apply(inboundPolicy(t, "a", map[int]string{p2: be})); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stand in for an Accept that returned on the removed listener just
+	// before its socket closed.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer taken.Close()
-	p2 := taken.Addr().(*net.TCPAddr).Port
-	s, _ := startServerWith(t, inboundPolicy(t, "a", map[int]string{p1: be}))
-
-	_, err = s.Apply(inboundPolicy(t, "b", map[int]string{p1: be, p2: be}))
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(p2)) {
-		t.Fatalf("Apply with a taken port: %v, want an error naming %d", err, p2)
+	defer ln.Close()
+	go func() {
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		s.serve(removed, raw)
+	}()
+	name, c := hello(t, ln.Addr().String(), reloadClient(t))
+	c.Close()
+	if name != "be" {
+		t.Errorf("connection on the removed listener: reached %q, want be", name)
 	}
-	if gen, p := s.Generation(); gen != 1 || p.Environments[0].ALPN[0] != "a" {
-		t.Errorf("after a failed Apply: generation %d, want 1 and the old policy", gen)
-	}
-	if _, c := hello(t, fmt.Sprintf("127.0.0.1:%d", p1), reloadClient(t)); c != nil {
-		c.Close()
+	if l := logs.closeLine(t); l["generation"] != 1.0 || l["rule"] != fmt.Sprintf("r%d", p1) {
+		t.Errorf("close line: got generation %v, rule %v; want 1, r%d", l["generation"], l["rule"], p1)
 	}
 }
 
@@ -240,37 +352,83 @@ func TestApplyRefusesNoConnection(t *testing.T) {
 	}
 }
 
-// TestApplyKeepsSessionTickets: a reload that leaves a rule unchanged
-// keeps its ticket keys, so a client resumes; one that changes its
-// environment does not let a client resume into the new settings.
-func TestApplyKeepsSessionTickets(t *testing.T) {
-	be := namedBackend(t, "be")
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	s, _ := startServerWith(t, inboundPolicy(t, "a", map[int]string{port: be}))
-	cfg := reloadClient(t)
-	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+// otherPair is a second server certificate and key, of its own CA, in
+// the dev PKI folder: other/server.pem and other/server-key.pem.
+var otherPair = sync.OnceValue(func() error {
+	dir, err := devPKI()
+	if err != nil {
+		return err
+	}
+	_, err = certs.InitDev(filepath.Join(dir, "other"), nil, time.Now())
+	return err
+})
 
-	resumed := func() bool {
-		_, c := hello(t, addr, cfg) // the ticket arrives with the first read
-		defer c.Close()
-		return c.ConnectionState().DidResume
-	}
-	resumed()
-	if !resumed() {
-		t.Fatal("no resumption without a reload")
-	}
-	if _, err := s.Apply(inboundPolicy(t, "a", map[int]string{port: be})); err != nil {
+// ticketPolicy is one inbound rule on port to backend, in an environment
+// with the given certificate (a file name prefix in the dev PKI folder)
+// and trust bundle.
+func ticketPolicy(t *testing.T, port int, backend, cert, trust string) *policy.Policy {
+	t.Helper()
+	if err := otherPair(); err != nil {
 		t.Fatal(err)
 	}
-	if !resumed() {
-		t.Error("unchanged rule: no resumption across the reload")
+	return parsePolicy(t, fmt.Sprintf(`environment "web" {
+  certificate = "%[1]sserver.pem"
+  private_key = "%[1]sserver-key.pem"
+  trust       = [%[2]q]
+}
+inbound "api" {
+  port        = %[3]d
+  address     = "127.0.0.1"
+  environment = "web"
+  backend     = %[4]q
+}
+`, cert, trust, port, backend))
+}
+
+// TestApplyKeepsSessionTickets: a client resumes its TLS session across
+// a reload that left the environment alone, even when the rule changed
+// otherwise; it does not resume into a changed certificate or trust.
+func TestApplyKeepsSessionTickets(t *testing.T) {
+	one, two := namedBackend(t, "one"), namedBackend(t, "two")
+	tests := []struct {
+		name                   string
+		backend, cert, trust   string
+		wantResume, wantServer string
+	}{
+		{"unchanged", one, "", "ca.pem", "yes", "one"},
+		{"backend only", two, "", "ca.pem", "yes", "two"},
+		{"certificate", one, "other/", "ca.pem", "no", "one"},
+		{"trust bundle", one, "", "other/ca.pem", "no", "one"},
 	}
-	if _, err := s.Apply(inboundPolicy(t, "b", map[int]string{port: be})); err != nil {
-		t.Fatal(err)
-	}
-	if resumed() {
-		t.Error("changed environment: the client resumed a session of the old settings")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			s, _ := startServerWith(t, ticketPolicy(t, port, one, "", "ca.pem"))
+			cfg := reloadClient(t)
+			cfg.InsecureSkipVerify = true // the certificate case changes CA
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			resumed := func() (string, string) {
+				name, c := hello(t, addr, cfg) // the ticket arrives with the first read
+				defer c.Close()
+				if c.ConnectionState().DidResume {
+					return "yes", name
+				}
+				return "no", name
+			}
+			resumed()
+			if got, _ := resumed(); got != "yes" {
+				t.Fatalf("resumed without a reload: got %s, want yes", got)
+			}
+			p := ticketPolicy(t, port, tt.backend, tt.cert, tt.trust)
+			if _, err := s.Apply(p); err != nil {
+				t.Fatal(err)
+			}
+			if got, name := resumed(); got != tt.wantResume || name != tt.wantServer {
+				t.Errorf("after the reload: resumed %s at backend %s, want %s at %s",
+					got, name, tt.wantResume, tt.wantServer)
+			}
+		})
 	}
 }
 

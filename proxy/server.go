@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -105,12 +106,13 @@ func (s *Server) Start() error {
 // Apply makes p the policy of every new connection and returns its
 // generation number. Listeners whose address p keeps go on accepting on
 // the same socket, so no connection attempt is refused; new addresses are
-// bound first and, if any cannot be, Apply changes nothing and says why.
-// Listeners p no longer has stop accepting. Open connections keep the
-// rule and TLS configuration they started with.
+// bound first and, if any cannot be, Apply changes nothing and returns a
+// *BindError. Listeners p no longer has stop accepting. Open connections
+// keep the rule and TLS configuration they started with.
 //
-// Rules of p that did not change keep their TLS configuration (see
-// policy.Inherit), and with it their session ticket keys.
+// Rules of p whose environment and TLS settings did not change keep their
+// TLS configuration (see policy.Inherit), and with it their session ticket
+// keys.
 func (s *Server) Apply(p *policy.Policy) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,9 +128,14 @@ func (s *Server) Apply(p *policy.Policy) (uint64, error) {
 	if prev.n > 0 {
 		p.Inherit(prev.policy)
 	}
+	for addr, l := range s.listeners {
+		if next.byAddr[addr] != nil {
+			l.gen.Store(next)
+		}
+	}
 	s.current.Store(next)
 
-	s.startAccepting(added)
+	s.startAccepting(added, next)
 	for addr, l := range s.listeners {
 		if next.byAddr[addr] == nil {
 			l.ln.Close()
@@ -139,53 +146,92 @@ func (s *Server) Apply(p *policy.Policy) (uint64, error) {
 }
 
 // bindNew binds the listeners of next not bound yet, or none of them.
-// An address may overlap one that next drops on the same port (all
+// A new address may overlap one that next drops on the same port (all
 // addresses and one address, say), which the kernel refuses while the
-// old socket listens: those old sockets are then closed first, and bound
-// again if the new addresses still cannot be.
+// old socket listens. So when a port is refused as in use, the sockets of
+// ours that next drops on that very port are closed and binding is tried
+// again; if it still fails, they are bound again. Ports where that may
+// happen are bound last, so that a port held by another process fails
+// the reload before any socket of ours is closed.
 func (s *Server) bindNew(next map[string]*policy.Listener) ([]*listener, error) {
-	var fresh []*policy.Listener
-	ports := map[uint16]bool{}
-	for addr, pl := range next {
-		if s.listeners[addr] == nil {
-			fresh = append(fresh, pl)
-			ports[pl.Port] = true
+	fresh := s.unbound(next)
+	var dropped []*policy.Listener
+	for {
+		ls, err := bindAll(fresh)
+		if err == nil {
+			return ls, nil
 		}
-	}
-	slices.SortFunc(fresh, func(a, b *policy.Listener) int { return strings.Compare(a.Addr, b.Addr) })
-	ls, err := bindAll(fresh)
-	if err == nil {
-		return ls, nil
-	}
-	var dropped []string
-	for addr, l := range s.listeners {
-		if next[addr] == nil && ports[l.port] {
-			l.ln.Close()
-			delete(s.listeners, addr)
-			dropped = append(dropped, addr)
+		drop := s.dropInUse(next, err)
+		if len(drop) == 0 {
+			s.rebind(dropped)
+			return nil, err
 		}
+		dropped = append(dropped, drop...)
 	}
-	if len(dropped) == 0 {
-		return nil, err
-	}
-	if ls, err = bindAll(fresh); err == nil {
-		return ls, nil
-	}
-	back := make([]*policy.Listener, 0, len(dropped))
-	for _, addr := range dropped {
-		back = append(back, s.current.Load().byAddr[addr])
-	}
-	if old, rerr := bindAll(back); rerr == nil {
-		s.startAccepting(old)
-	} else {
-		s.log.Error().Err(rerr).Msg("cannot bind the running policy's listeners again")
-	}
-	return nil, err
 }
 
-// startAccepting registers ls and accepts on each.
-func (s *Server) startAccepting(ls []*listener) {
+// unbound returns the listeners of next not bound yet: first those on
+// ports where no listener of ours is going away, then the others, each
+// part by address.
+func (s *Server) unbound(next map[string]*policy.Listener) []*policy.Listener {
+	leaving := map[uint16]bool{}
+	for addr, l := range s.listeners {
+		if next[addr] == nil {
+			leaving[l.port] = true
+		}
+	}
+	var first, last []*policy.Listener
+	for addr, pl := range next {
+		switch {
+		case s.listeners[addr] != nil:
+		case leaving[pl.Port]:
+			last = append(last, pl)
+		default:
+			first = append(first, pl)
+		}
+	}
+	addrOrder := func(a, b *policy.Listener) int { return strings.Compare(a.Addr, b.Addr) }
+	slices.SortFunc(first, addrOrder)
+	slices.SortFunc(last, addrOrder)
+	return append(first, last...)
+}
+
+// dropInUse closes the listeners that next drops on the port err found in
+// use, and returns them. Any other failure closes nothing.
+func (s *Server) dropInUse(next map[string]*policy.Listener, err error) []*policy.Listener {
+	var be *BindError
+	if !errors.As(err, &be) || !errors.Is(err, syscall.EADDRINUSE) {
+		return nil
+	}
+	cur := s.current.Load()
+	var out []*policy.Listener
+	for addr, l := range s.listeners {
+		if next[addr] == nil && l.port == be.Listener.Port {
+			l.ln.Close()
+			delete(s.listeners, addr)
+			out = append(out, cur.byAddr[addr])
+		}
+	}
+	return out
+}
+
+// rebind binds the running policy's listeners that bindNew closed again.
+func (s *Server) rebind(pls []*policy.Listener) {
+	if len(pls) == 0 {
+		return
+	}
+	old, err := bindAll(pls)
+	if err != nil {
+		s.log.Error().Err(err).Msg("cannot bind the running policy's listeners again")
+		return
+	}
+	s.startAccepting(old, s.current.Load())
+}
+
+// startAccepting registers ls, serving generation g, and accepts on each.
+func (s *Server) startAccepting(ls []*listener, g *generation) {
 	for _, l := range ls {
+		l.gen.Store(g)
 		s.listeners[l.addr] = l
 		s.wg.Add(1)
 		go s.accept(l)

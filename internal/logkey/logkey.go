@@ -37,6 +37,10 @@ const (
 	Rotated      = "rotated"       // environments whose certificate a reload replaced
 	Trigger      = "trigger"       // what started a reload
 	Watch        = "watch"         // how policy files are watched
+	Folder       = "folder"        // a watched folder
+	Folders      = "folders"       // every watched folder
+	Interval     = "interval"      // how often files are polled
+	RetryIn      = "retry_in"      // how long until a failed step is tried again
 	Admin        = "admin"         // the admin endpoint's address
 	Open         = "open"          // connections open
 	DrainTimeout = "drain_timeout" // how long a drain may take

@@ -8,18 +8,12 @@ package reload
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/hashicorp/hcl/v2"
 	"github.com/rs/zerolog"
 
-	"github.com/attlsd/attlsd/internal/logkey"
 	"github.com/attlsd/attlsd/policy"
 	"github.com/attlsd/attlsd/proxy"
 )
@@ -44,11 +38,13 @@ func ParseWatch(s string) (Watch, error) {
 }
 
 // Timing of file-triggered reloads. A burst of events (an editor's save,
-// a Secret update) settles for settleDelay before one reload; a reload
-// that fails right after a burst, perhaps on a file caught half written,
-// is retried once after retryDelay. Polling looks every pollInterval.
+// a Secret update) settles for settleDelay before one reload. Files that
+// are still being written when read wait for another settleDelay, for at
+// most unsettledMax in all. A reload that fails right after a burst is
+// retried once after retryDelay. Polling looks every pollInterval.
 const (
 	settleDelay  = 150 * time.Millisecond
+	unsettledMax = 10 * time.Second
 	retryDelay   = time.Second
 	pollInterval = time.Second
 )
@@ -57,7 +53,7 @@ const (
 var newWatcher = fsnotify.NewWatcher
 
 // Reloader loads the policy at file into srv on every trigger. Run owns
-// it once started; Trigger may be called from any goroutine.
+// it once started; Trigger and Reload may be called from any goroutine.
 type Reloader struct {
 	file  string
 	srv   *proxy.Server
@@ -72,13 +68,38 @@ type Reloader struct {
 	// not reloads.
 	OnReload func(applied bool)
 
-	digest [32]byte // of the policy srv runs
-	files  []string // named by the newest policy read, valid or not
+	digest  [32]byte // of the policy srv runs
+	running []string // files of the policy srv runs
+	files   []string // named by the newest policy read, valid or not
 
 	watcher *fsnotify.Watcher
-	dirs    map[string]map[string]bool // watched folder → names that matter
-	polling bool
-	stamps  string // files' sizes and times at the last poll
+	writers *writers             // files open for writing; nil if unknown
+	watched map[string]*watchDir // by the path given to the watcher
+	// unwatchable are the folders that could not be watched, and are
+	// polled instead.
+	unwatchable map[string]bool
+	polling     bool
+	stamps      string // files' identities, sizes and times at the last poll
+
+	settle, retry *time.Timer
+	// pending is the reload that waits for files to settle, if any;
+	// unsettled is when it first found them changing.
+	pending   *attempt
+	unsettled time.Time
+	// waiting are the Reload calls that the pending reload will answer.
+	waiting []chan result
+
+	// Test hooks: addWatch stands for watcher.Add, afterRead runs after
+	// each read of the policy files.
+	addWatch  func(dir string) error
+	afterRead func()
+}
+
+// attempt is one reload to try: what triggered it, and whether it
+// applies even a policy whose digest did not change.
+type attempt struct {
+	trigger string
+	force   bool
 }
 
 // New returns a reloader for srv, which runs p, loaded from file. files
@@ -89,25 +110,29 @@ func New(file string, srv *proxy.Server, p *policy.Policy, files []string,
 		file = p.File
 	}
 	return &Reloader{
-		file:   file,
-		srv:    srv,
-		log:    log,
-		watch:  watch,
-		hup:    make(chan struct{}, 1),
-		reqs:   make(chan chan result),
-		digest: p.Digest,
-		files:  files,
-		dirs:   map[string]map[string]bool{},
+		file:        file,
+		srv:         srv,
+		log:         log,
+		watch:       watch,
+		hup:         make(chan struct{}, 1),
+		reqs:        make(chan chan result),
+		digest:      p.Digest,
+		running:     files,
+		files:       files,
+		watched:     map[string]*watchDir{},
+		unwatchable: map[string]bool{},
+		settle:      stoppedTimer(),
+		retry:       stoppedTimer(),
 	}
 }
 
 // Trigger asks for a reload that applies even an unchanged policy, as
 // SIGHUP does. Triggers that arrive during a reload give one more reload
-// after it.
+// after it, which reads the files afresh.
 func (r *Reloader) Trigger() {
 	select {
 	case r.hup <- struct{}{}:
-	default:
+	default: // one is pending already; it has not read the files yet
 	}
 }
 
@@ -118,7 +143,8 @@ type result struct {
 }
 
 // Reload reloads at once, like Trigger, and returns the generation now
-// running or why the reload was rejected. Run must be running.
+// running or why the reload was rejected. Files still being written are
+// waited for first. Run must be running.
 func (r *Reloader) Reload(ctx context.Context) (uint64, error) {
 	reply := make(chan result, 1)
 	select {
@@ -137,19 +163,12 @@ func (r *Reloader) Reload(ctx context.Context) (uint64, error) {
 // Run serves triggers until ctx ends.
 func (r *Reloader) Run(ctx context.Context) {
 	r.startWatching()
-	defer func() {
-		if r.watcher != nil {
-			r.watcher.Close()
-		}
-	}()
-
-	settle := stoppedTimer()
-	retry := stoppedTimer()
+	defer r.stopWatching()
 	// The ticker runs in every mode: polling may start later, when a
 	// folder cannot be watched.
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
-	r.stamps = stamps(r.files)
+	r.stamps = stamps(r.watchedFiles())
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if r.watcher != nil {
@@ -162,33 +181,36 @@ func (r *Reloader) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.hup:
-			r.reload("signal", true)
+			r.try(attempt{"signal", true}, false)
 		case reply := <-r.reqs:
-			gen, err := r.reload("request", true)
-			reply <- result{gen, err}
+			r.waiting = append(r.waiting, reply)
+			r.try(attempt{"request", true}, false)
 		case ev := <-events:
 			if r.matters(ev) {
-				settle.Reset(settleDelay)
+				r.settle.Reset(settleDelay)
 			}
 		case err := <-errs:
 			// An overflow loses events: reload to be sure.
 			r.log.Warn().Err(err).Msg("file watch error; reloading to be sure")
-			settle.Reset(settleDelay)
-		case <-settle.C:
-			if _, err := r.reload("file", false); err != nil {
-				retry.Reset(retryDelay)
-			}
-		case <-retry.C:
-			r.reload("file", false)
+			r.settle.Reset(settleDelay)
+		case <-r.settle.C:
+			r.try(attempt{"file", false}, true)
+		case <-r.retry.C:
+			r.try(attempt{"file", false}, false)
 		case <-poll.C:
-			if !r.polling {
-				continue
-			}
-			if s := stamps(r.files); s != r.stamps {
-				r.stamps = s
-				r.reload("poll", false)
-			}
+			r.poll()
 		}
+	}
+}
+
+// poll reloads when polling is on and the files look different.
+func (r *Reloader) poll() {
+	if !r.polling {
+		return
+	}
+	if s := stamps(r.watchedFiles()); s != r.stamps {
+		r.stamps = s
+		r.try(attempt{"poll", false}, false)
 	}
 }
 
@@ -198,166 +220,10 @@ func (r *Reloader) catchUp() {
 	switch {
 	case r.watch == WatchOff:
 	case r.polling:
-		r.reload("poll", false)
+		r.try(attempt{"poll", false}, false)
 	default:
-		r.reload("file", false)
+		r.try(attempt{"file", false}, false)
 	}
-}
-
-// reload builds the policy and applies it. Unless force, a policy whose
-// digest equals the running one's is not applied. It returns the
-// generation running afterwards, or why the reload was rejected.
-func (r *Reloader) reload(trigger string, force bool) (uint64, error) {
-	p, files, diags := policy.LoadFiles(r.file)
-	r.files = files
-	r.rewatch()
-	LogDiagnostics(r.log, r.file, diags)
-	gen, cur := r.srv.Generation()
-	if diags.HasErrors() {
-		r.log.Error().Str(logkey.Trigger, trigger).Uint64(logkey.Generation, gen).
-			Str(logkey.Policy, r.file).
-			Msg("reload rejected: policy has errors; the running policy stays")
-		r.observe(false)
-		return gen, errors.New(strings.TrimSpace(policy.FormatDiagnostics(errorsOnly(diags))))
-	}
-	if !force && p.Digest == r.digest {
-		r.log.Debug().Str(logkey.Trigger, trigger).Msg("policy files unchanged; nothing to reload")
-		return gen, nil
-	}
-	changes := policy.Diff(cur, p)
-	next, err := r.srv.Apply(p)
-	if err != nil {
-		r.log.Error().Err(err).Str(logkey.Trigger, trigger).Str(logkey.Policy, r.file).
-			Uint64(logkey.Generation, gen).Msg("reload rejected; the running policy stays")
-		r.observe(false)
-		return gen, err
-	}
-	r.digest = p.Digest
-	msg := "policy reloaded"
-	if changes.Empty() {
-		msg = "policy reloaded; nothing changed"
-	}
-	r.log.Info().Str(logkey.Trigger, trigger).Uint64(logkey.Generation, next).
-		Str(logkey.Policy, r.file).
-		Strs(logkey.Added, changes.Added).Strs(logkey.Removed, changes.Removed).
-		Strs(logkey.Changed, changes.Changed).Strs(logkey.Rotated, changes.Rotated).
-		Strs(logkey.Listeners, r.srv.Addrs()).Msg(msg)
-	r.observe(true)
-	return next, nil
-}
-
-// errorsOnly keeps the errors of diags.
-func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
-	var out hcl.Diagnostics
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-func (r *Reloader) observe(applied bool) {
-	if r.OnReload != nil {
-		r.OnReload(applied)
-	}
-}
-
-// startWatching sets up fsnotify, or polling when asked or when inotify
-// is unavailable (its limits reached, say).
-func (r *Reloader) startWatching() {
-	switch r.watch {
-	case WatchOff:
-		r.log.Info().Str(logkey.Watch, string(r.watch)).Msg("file watching off; reload with SIGHUP")
-		return
-	case WatchPoll:
-		r.polling = true
-		return
-	}
-	w, err := newWatcher()
-	if err != nil {
-		r.log.Warn().Err(err).Dur("interval", pollInterval).
-			Msg("cannot watch policy files; polling them instead (SIGHUP still reloads)")
-		r.polling = true
-		return
-	}
-	r.watcher = w
-	r.rewatch()
-}
-
-// rewatch watches the folders of r.files, and of the files their
-// symbolic links lead to, and forgets folders no longer needed. Folders,
-// not files, are watched: an editor's save by rename, a mv over the file,
-// delete then create and a Kubernetes ..data swap all replace the file
-// and would end a watch on it.
-func (r *Reloader) rewatch() {
-	if r.watcher == nil {
-		return
-	}
-	want := map[string]map[string]bool{}
-	add := func(path string) {
-		dir, name := filepath.Split(path)
-		dir = filepath.Clean(dir)
-		if want[dir] == nil {
-			want[dir] = map[string]bool{}
-		}
-		want[dir][name] = true
-	}
-	for _, f := range r.files {
-		add(f)
-		if real, err := filepath.EvalSymlinks(f); err == nil && real != f {
-			add(real)
-		}
-	}
-	for dir := range r.dirs {
-		if want[dir] == nil {
-			r.watcher.Remove(dir)
-		}
-	}
-	for dir, names := range want {
-		if r.dirs[dir] == nil {
-			if err := r.watcher.Add(dir); err != nil {
-				r.log.Warn().Err(err).Str("folder", dir).
-					Msg("cannot watch folder; changes in it need SIGHUP")
-				if errors.Is(err, errNoSpace) {
-					r.polling = true
-				}
-				continue
-			}
-		}
-		r.dirs[dir] = names
-	}
-	for dir := range r.dirs {
-		if want[dir] == nil {
-			delete(r.dirs, dir)
-		}
-	}
-}
-
-// matters reports whether ev may change the policy: an event on a file it
-// names, or on a Kubernetes-style "..data" link or folder beside one.
-func (r *Reloader) matters(ev fsnotify.Event) bool {
-	if ev.Op == fsnotify.Chmod {
-		return false
-	}
-	dir, name := filepath.Split(ev.Name)
-	names := r.dirs[filepath.Clean(dir)]
-	return names[name] || strings.HasPrefix(name, "..")
-}
-
-// stamps summarises the files' sizes and modification times, following
-// links, for polling.
-func stamps(files []string) string {
-	var b strings.Builder
-	for _, f := range files {
-		fi, err := os.Stat(f)
-		if err != nil {
-			fmt.Fprintf(&b, "%s missing\n", f)
-			continue
-		}
-		fmt.Fprintf(&b, "%s %d %d\n", f, fi.Size(), fi.ModTime().UnixNano())
-	}
-	return b.String()
 }
 
 // stoppedTimer returns a timer that has not started.
@@ -365,17 +231,4 @@ func stoppedTimer() *time.Timer {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	return t
-}
-
-// LogDiagnostics logs each policy problem as its file:line:col line, at
-// error or warn level by severity.
-func LogDiagnostics(log zerolog.Logger, file string, diags hcl.Diagnostics) {
-	for _, d := range diags {
-		ev := log.Warn()
-		if d.Severity == hcl.DiagError {
-			ev = log.Error()
-		}
-		line := strings.TrimRight(policy.FormatDiagnostics(hcl.Diagnostics{d}), "\n")
-		ev.Str(logkey.Policy, file).Msg(line)
-	}
 }

@@ -405,11 +405,11 @@ func (p serverPair) files() []namedFile {
 }
 
 // pairEnvironment is the "web" environment with the certificate and key
-// in dir.
-func pairEnvironment(dir string) string {
-	return environment(
-		"certificate = "+quote(filepath.Join(dir, "server.pem")),
-		"private_key = "+quote(filepath.Join(dir, "server-key.pem")))
+// in dir; attrs add to or override its other settings.
+func pairEnvironment(dir string, attrs ...string) string {
+	return environment(append([]string{
+		"certificate = " + quote(filepath.Join(dir, "server.pem")),
+		"private_key = " + quote(filepath.Join(dir, "server-key.pem"))}, attrs...)...)
 }
 
 // namedFile is one file of a folder's content.

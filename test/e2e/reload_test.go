@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -190,6 +191,60 @@ func waitUnchanged(t *testing.T, d *daemon, from int, trigger, what string) int 
 	return at
 }
 
+// TestReloadSlowWriter has a shell write the policy in two pieces into
+// one open file, pausing longer than a burst of events takes to settle.
+// The first piece alone is a valid policy that lacks rule "extra": it is
+// never applied, so the extra port never stops serving, and the whole
+// file is applied once the shell closed it.
+func TestReloadSlowWriter(t *testing.T) {
+	sh := needTool(t, "sh", "dash")
+	a := startBackend(t, answerHTTP("A"))
+	b := startBackend(t, answerHTTP("B"))
+	var ports []int
+	pieces := func(backend string) (head, tail string) {
+		return environment() + inbound("e2e", ports[0], backend),
+			inbound("extra", ports[1], a.addr)
+	}
+	d := startWatched(t, 2, func(p []int) string {
+		ports = p
+		head, tail := pieces(a.addr)
+		file := filepath.Join(t.TempDir(), "policy.hcl")
+		writeFile(t, file, head+tail)
+		return file
+	})
+	cfg := clientTLS(t)
+
+	dir := t.TempDir()
+	head, tail := pieces(b.addr)
+	writeFile(t, filepath.Join(dir, "head"), head)
+	writeFile(t, filepath.Join(dir, "tail"), tail)
+	from := d.mark()
+	writer := exec.Command(sh, "-c", `{ cat "$1"; sleep 0.6; cat "$2"; } > "$3"`, "sh",
+		filepath.Join(dir, "head"), filepath.Join(dir, "tail"), d.policy)
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- writer.Wait() }()
+	for writing := true; writing; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("slow writer: %v", err)
+			}
+			writing = false
+		case <-time.After(50 * time.Millisecond):
+			mustProbe(t, cfg, d.addr("127.0.0.1", 1))
+		}
+	}
+	d.waitBody(t, cfg, d.addr("127.0.0.1", 0), "B")
+	for _, l := range d.reloadsSince(from) {
+		if slices.Contains(l.strs("removed"), "extra") {
+			t.Errorf("reload line %v: applied the first piece alone", l)
+		}
+	}
+}
+
 // TestReloadRightAfterStart changes the policy the moment attlsd says it
 // started, before any request: the change must not fall between the first
 // load and the start of watching.
@@ -215,7 +270,9 @@ func TestReloadRightAfterStart(t *testing.T) {
 // the next generation, then a storm of SIGHUPs with the policy rewritten
 // before each: whatever signals arrive during a reload, the last one is
 // followed by a reload that reads the last policy. File watching is off,
-// so only signals reload.
+// so only signals reload. Which signals land during a reload is up to the
+// scheduler here; internal/reload's TestTriggerDuringReload holds a reload
+// open to make that case certain.
 func TestReloadSignal(t *testing.T) {
 	a := startBackend(t, answerHTTP("A"))
 	b := startBackend(t, answerHTTP("B"))
@@ -383,8 +440,9 @@ func lineWith(text, substr string) int {
 
 // TestReloadPorts adds a port (it starts accepting), removes one (it
 // stops, while a connection opened on it keeps working until it closes),
-// and adds a port another process holds (the reload is rejected, the
-// other ports go on serving; once the port is free, SIGHUP binds it).
+// and adds a port another process holds (the reload is rejected with a
+// diagnostic at that port's line, the other ports go on serving; once the
+// port is free, SIGHUP binds it).
 func TestReloadPorts(t *testing.T) {
 	e := startBackend(t, echo)
 	b := startBackend(t, answerHTTP("B"))
@@ -457,12 +515,15 @@ func testPortTaken(t *testing.T, d *daemon, cfg *tls.Config, serving string,
 	port := holder.Addr().(*net.TCPAddr).Port
 
 	from := d.mark()
-	renameOver(t, d.policy, policyWith(port))
-	l, _ := d.waitLine(t, from, "rejected reload", isMessage(msgRejected))
+	text := policyWith(port)
+	renameOver(t, d.policy, text)
+	l, at := d.waitLine(t, from, "rejected reload", isMessage(msgRejected))
 	e := l.str("error")
 	if !strings.Contains(e, "address already in use") || !strings.Contains(e, itoa(port)) {
 		t.Errorf("rejection: got error %q, want it to name port %d in use", e, port)
 	}
+	line := lineWith(string(text), "port = "+itoa(port))
+	checkDiagnostic(t, d.lines(0), at, d.policy, line, "address already in use")
 	if got := mustProbe(t, cfg, serving).body; got != "B" {
 		t.Errorf("after the rejected reload, %s: got body %q, want B", serving, got)
 	}
@@ -503,11 +564,13 @@ func echoChunk(c *tls.Conn, b []byte) error {
 	return nil
 }
 
-// TestReloadUnderLoad reloads the policy 100 times, SIGHUP and an edit of
-// an unrelated rule in turn, while 16 clients stream pattern data through
-// an echo rule that stays, one connection after another, and three
-// connections opened before the first reload stream all along. Not one
-// connection may fail and not one byte may differ.
+// TestReloadUnderLoad reloads the policy 100 times while 16 clients
+// stream pattern data through an echo rule that stays, one connection
+// after another, and three connections opened before the first reload
+// stream all along. The reloads take turns: SIGHUP, an edit of an
+// unrelated rule, a rule on another port added, then removed again, and
+// the certificate rotated. Not one connection to the kept port may fail
+// and not one byte may differ.
 func TestReloadUnderLoad(t *testing.T) {
 	const (
 		clients   = 16
@@ -517,15 +580,21 @@ func TestReloadUnderLoad(t *testing.T) {
 	)
 	e := startBackend(t, echo)
 	other := startBackend(t, answerHTTP("other"))
+	pairDir := t.TempDir()
+	writePlain(t, pairDir, issueServerPair(t).files())
 	var ports []int
-	policyFor := func(priority int) string {
-		return environment() + inbound("stay", ports[0], e.addr) +
+	policyFor := func(priority int, extra bool) string {
+		text := pairEnvironment(pairDir) + inbound("stay", ports[0], e.addr) +
 			inbound("other", ports[1], other.addr, "priority = "+itoa(priority))
+		if extra {
+			text += inbound("extra", ports[2], other.addr)
+		}
+		return text
 	}
-	d := startWatched(t, 2, func(p []int) string {
+	d := startWatched(t, 3, func(p []int) string {
 		ports = p
 		file := filepath.Join(t.TempDir(), "policy.hcl")
-		writeFile(t, file, policyFor(1))
+		writeFile(t, file, policyFor(1, false))
 		return file
 	})
 	cfg, addr := clientTLS(t), d.addr("127.0.0.1", 0)
@@ -546,14 +615,27 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	start := time.Now()
 	gen := d.generationNow()
+	priority := 1
 	for i := range reloads {
 		from := d.mark()
-		if i%2 == 0 {
-			d.hup(t)
-		} else {
-			renameOver(t, d.policy, []byte(policyFor(2+i)))
-		}
 		gen++
+		switch i % 5 {
+		case 0:
+			d.hup(t)
+		case 1:
+			priority++
+			renameOver(t, d.policy, []byte(policyFor(priority, false)))
+		case 2:
+			renameOver(t, d.policy, []byte(policyFor(priority, true)))
+			d.waitGeneration(t, from, gen)
+			mustProbe(t, cfg, d.addr("127.0.0.1", 2))
+		case 3:
+			renameOver(t, d.policy, []byte(policyFor(priority, false)))
+			d.waitGeneration(t, from, gen)
+			waitRefused(t, d.addr("127.0.0.1", 2))
+		case 4:
+			eachFile(renameOver)(t, pairDir, issueServerPair(t).files())
+		}
 		d.waitGeneration(t, from, gen)
 	}
 	took := time.Since(start)
@@ -569,6 +651,11 @@ func TestReloadUnderLoad(t *testing.T) {
 	if load.ok.Load() < clients {
 		t.Errorf("connections completed during reloads: got %d, want at least %d",
 			load.ok.Load(), clients)
+	}
+	if rs := d.reloadsSince(0); !slices.ContainsFunc(rs, func(l logLine) bool {
+		return slices.Contains(l.strs("rotated"), "web")
+	}) {
+		t.Errorf("reload lines: none rotated web; got %v", rs)
 	}
 	for _, lc := range long {
 		lc.check(t, d)
