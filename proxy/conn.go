@@ -224,7 +224,6 @@ func (e *remoteError) Unwrap() error { return e.err }
 // the connection's one log line: info for an ordinary end, warn for a
 // refused client, error for a backend or endpoint that failed.
 func (c *conn) finish(err error) {
-	c.raw.Close()
 	c.s.setConnecting(c, false)
 	log := c.fields.Logger()
 	ev := log.Info()
@@ -250,6 +249,9 @@ func (c *conn) finish(err error) {
 	if c.rule != nil {
 		c.s.release(c)
 	}
+	// Closed once counted, so a client that sees the end finds it in the
+	// metrics.
+	c.raw.Close()
 	reason := "closed"
 	if err != nil {
 		reason = err.Error()
