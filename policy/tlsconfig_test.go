@@ -219,7 +219,8 @@ outbound "old" {
 			MaxVersion:   tls.VersionTLS12,
 			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}
 		if err := tryHandshake(t, p.Inbound[0].TLSConfig, client); err == nil {
-			t.Error("TLS 1.2 handshake offering only ECDHE-ECDSA-AES128-SHA: got success, want a refusal")
+			t.Error("TLS 1.2 handshake offering only ECDHE-ECDSA-AES128-SHA: " +
+				"got success, want a refusal")
 		}
 	})
 }

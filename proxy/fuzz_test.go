@@ -21,14 +21,14 @@ import (
 
 // fuzzMeta is the fuzzed input of FuzzHeader, in f.Fuzz's argument order.
 type fuzzMeta struct {
-	v1                      bool
-	src6, dst6              bool
-	src, dst                []byte
-	srcPort, dstPort        uint16
-	withTLS                 bool
-	sni, alpn, id, rule, sg string
-	version, cipher, curve  uint16
-	verified                bool
+	v1                       bool
+	src6, dst6               bool
+	src, dst                 []byte
+	srcPort, dstPort         uint16
+	withTLS                  bool
+	sni, alpn, id, rule, sig string
+	version, cipher, curve   uint16
+	verified                 bool
 }
 
 // meta builds the Meta that the header writer gets. Addresses take 4 or
@@ -46,7 +46,7 @@ func (in fuzzMeta) meta() *Meta {
 	m := &Meta{
 		Client: &net.TCPAddr{IP: ip(in.src6, in.src), Port: int(in.srcPort)},
 		Local:  &net.TCPAddr{IP: ip(in.dst6, in.dst), Port: int(in.dstPort)},
-		ConnID: in.id, Rule: in.rule, SigScheme: in.sg, CertVerified: in.verified,
+		ConnID: in.id, Rule: in.rule, SigScheme: in.sig, CertVerified: in.verified,
 	}
 	if in.withTLS {
 		m.TLS = &tls.ConnectionState{Version: in.version, CipherSuite: in.cipher,
@@ -66,14 +66,14 @@ func (in fuzzMeta) meta() *Meta {
 func FuzzHeader(f *testing.F) {
 	for _, in := range headerSeeds(f) {
 		f.Add(in.v1, in.src6, in.dst6, in.src, in.dst, in.srcPort, in.dstPort,
-			in.withTLS, in.sni, in.alpn, in.id, in.rule, in.sg,
+			in.withTLS, in.sni, in.alpn, in.id, in.rule, in.sig,
 			in.version, in.cipher, in.curve, in.verified)
 	}
 	f.Fuzz(func(t *testing.T, v1, src6, dst6 bool, src, dst []byte, srcPort, dstPort uint16,
-		withTLS bool, sni, alpn, id, rule, sg string, version, cipher, curve uint16,
+		withTLS bool, sni, alpn, id, rule, sig string, version, cipher, curve uint16,
 		verified bool) {
 		in := fuzzMeta{v1, src6, dst6, src, dst, srcPort, dstPort, withTLS,
-			sni, alpn, id, rule, sg, version, cipher, curve, verified}
+			sni, alpn, id, rule, sig, version, cipher, curve, verified}
 		m := in.meta()
 		format := policy.ProxyV2
 		if v1 {
@@ -178,7 +178,8 @@ func hostNameOK(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == ""
+	const allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+	return strings.Trim(s, allowed) == ""
 }
 
 // checkTLVs checks every TLV of a v2 header against m.
@@ -228,7 +229,8 @@ func checkSSL(t *testing.T, v proxyproto.TLV, m *Meta) {
 		verify = 0
 	}
 	if s.Client != client || s.Verify != verify {
-		t.Fatalf("SSL flags: got client %#x verify %d, want %#x %d", s.Client, s.Verify, client, verify)
+		t.Fatalf("SSL flags: got client %#x verify %d, want %#x %d",
+			s.Client, s.Verify, client, verify)
 	}
 	var want []proxyproto.TLV
 	sub := func(typ proxyproto.PP2Type, v string) {
@@ -237,7 +239,7 @@ func checkSSL(t *testing.T, v proxyproto.TLV, m *Meta) {
 		}
 	}
 	cs := m.TLS
-	version, ok := map[uint16]string{tls.VersionTLS12: "TLSv1.2", tls.VersionTLS13: "TLSv1.3"}[cs.Version]
+	version, ok := versionNames[cs.Version]
 	if !ok {
 		version = fmt.Sprintf("0x%04X", cs.Version)
 	}
@@ -246,7 +248,8 @@ func checkSSL(t *testing.T, v proxyproto.TLV, m *Meta) {
 	sub(proxyproto.PP2_SUBTYPE_SSL_GROUP, ianaGroup(cs.CurveID))
 	sub(proxyproto.PP2_SUBTYPE_SSL_SIG_SCHEME, m.SigScheme)
 	for _, g := range s.TLV {
-		if g.Type == proxyproto.PP2_SUBTYPE_SSL_CN || g.Type == proxyproto.PP2_SUBTYPE_SSL_CLIENT_CERT {
+		if g.Type == proxyproto.PP2_SUBTYPE_SSL_CN ||
+			g.Type == proxyproto.PP2_SUBTYPE_SSL_CLIENT_CERT {
 			t.Fatalf("SSL sub-TLV %#x carries client certificate data %q", g.Type, g.Value)
 		}
 	}
@@ -256,6 +259,9 @@ func checkSSL(t *testing.T, v proxyproto.TLV, m *Meta) {
 		t.Fatalf("SSL sub-TLVs: got %q, want %q", s.TLV, want)
 	}
 }
+
+// versionNames spell TLS versions as OpenSSL does in the SSL TLV.
+var versionNames = map[uint16]string{tls.VersionTLS12: "TLSv1.2", tls.VersionTLS13: "TLSv1.3"}
 
 // ianaGroup spells a TLS Supported Group as the IANA registry does.
 func ianaGroup(id tls.CurveID) string {
@@ -274,22 +280,21 @@ func ianaGroup(id tls.CurveID) string {
 // testdata hold, decoded back into fuzz inputs.
 func headerSeeds(f *testing.F) []fuzzMeta {
 	s := sampleMeta()
-	seeds := []fuzzMeta{{src: s.Client.(*net.TCPAddr).IP.To4(), dst: s.Local.(*net.TCPAddr).IP.To4(),
+	seeds := []fuzzMeta{{
+		src: s.Client.(*net.TCPAddr).IP.To4(), dst: s.Local.(*net.TCPAddr).IP.To4(),
 		srcPort: 50123, dstPort: 8443, withTLS: true, sni: s.TLS.ServerName,
-		alpn: s.TLS.NegotiatedProtocol, id: s.ConnID, rule: s.Rule, sg: s.SigScheme,
+		alpn: s.TLS.NegotiatedProtocol, id: s.ConnID, rule: s.Rule, sig: s.SigScheme,
 		version: s.TLS.Version, cipher: s.TLS.CipherSuite, curve: uint16(s.TLS.CurveID),
 		verified: true}}
 	files, _ := filepath.Glob("testdata/*.golden")
 	for _, file := range files {
-		if in, ok := goldenSeed(f, file); ok {
-			seeds = append(seeds, in)
-		}
+		seeds = append(seeds, goldenSeed(f, file))
 	}
 	return seeds
 }
 
 // goldenSeed reads a golden header (a hex dump) back into a fuzz input.
-func goldenSeed(f *testing.F, file string) (fuzzMeta, bool) {
+func goldenSeed(f *testing.F, file string) fuzzMeta {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		f.Fatal(err)
@@ -303,14 +308,14 @@ func goldenSeed(f *testing.F, file string) (fuzzMeta, bool) {
 	in := fuzzMeta{v1: h.Version == 1, src6: c.IP.To4() == nil, dst6: l.IP.To4() == nil,
 		src: c.IP, dst: l.IP, srcPort: uint16(c.Port), dstPort: uint16(l.Port)}
 	if in.v1 {
-		return in, true
+		return in
 	}
 	tlvs, err := h.TLVs()
 	if err != nil {
 		f.Fatalf("%s: %v", file, err)
 	}
 	in.fromTLVs(tlvs)
-	return in, true
+	return in
 }
 
 // fromTLVs fills the fields a v2 header's TLVs carry.
@@ -333,7 +338,11 @@ func (in *fuzzMeta) fromTLVs(tlvs []proxyproto.TLV) {
 	}
 	in.withTLS, in.verified = true, s.Verified()
 	version, _ := s.SSLVersion()
-	in.version = map[string]uint16{"TLSv1.2": tls.VersionTLS12, "TLSv1.3": tls.VersionTLS13}[version]
+	for id, name := range versionNames {
+		if name == version {
+			in.version = id
+		}
+	}
 	name, _ := s.SSLCipher()
 	for _, cs := range tls.CipherSuites() {
 		if cs.Name == name {
@@ -347,7 +356,7 @@ func (in *fuzzMeta) fromTLVs(tlvs []proxyproto.TLV) {
 			in.curve = uint16(id)
 		}
 	}
-	in.sg, _ = s.SSLSigScheme()
+	in.sig, _ = s.SSLSigScheme()
 }
 
 // undump reverses hex.Dump.

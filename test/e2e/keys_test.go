@@ -127,7 +127,9 @@ func TestKeysNeverShown(t *testing.T) {
 			inbound("rsa", p[1], backend.addr, `environment = "rsa"`)
 	}
 	out := shown{}
-	d, admin, stdout := startShowing(t, func(p []int) string { return policyWith(p, pair(ecCert, ecKey)) })
+	d, admin, stdout := startShowing(t, func(p []int) string {
+		return policyWith(p, pair(ecCert, ecKey))
+	})
 
 	exerciseTraffic(t, d, admin, out)
 	broken := []struct{ name, web, word string }{

@@ -52,10 +52,11 @@ func (a *audit) fail(subject, format string, args ...any) {
 	a.Faults = append(a.Faults, fault{subject, fmt.Sprintf(format, args...)})
 }
 
-// cipherFaults says what is wrong with a cipher suite accepted under
-// proto, by its OpenSSL name ("ECDHE-RSA-AES128-GCM-SHA256"; TLS 1.3
-// suites keep their IANA names, "TLS_AES_128_GCM_SHA256"). A good suite
-// has an ephemeral (EC)DHE key exchange, authentication, and an AEAD.
+// cipherFaults says what is wrong with a cipher suite, by its OpenSSL
+// name ("ECDHE-RSA-AES128-GCM-SHA256"; OpenSSL keeps the IANA names of
+// TLS 1.3 suites, "TLS_AES_128_GCM_SHA256", all forward secret and AEAD).
+// A good suite has an ephemeral (EC)DHE key exchange, authentication, and
+// an AEAD.
 func cipherFaults(name string) []string {
 	var out []string
 	has := func(words ...string) bool {

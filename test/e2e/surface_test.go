@@ -176,12 +176,13 @@ func TestSurfaceReportErrors(t *testing.T) {
 		parse        func([]byte) (*audit, error)
 		want         string
 	}{
-		{"sslscan no connection", `<document><error><![CDATA[Could not open a connection to host 127.0.0.1 (127.0.0.1) on port 1.]]></error></document>`,
+		{"sslscan no connection", `<document><error><![CDATA[Could not open a ` +
+			`connection to host 127.0.0.1 (127.0.0.1) on port 1.]]></error></document>`,
 			parseSSLScan, "Could not open a connection"},
 		{"sslscan empty", `<document><ssltest host="127.0.0.1"></ssltest></document>`,
 			parseSSLScan, "no protocol or renegotiation results"},
-		{"testssl scan problem", `[{"id":"scanProblem","severity":"FATAL","finding":"Can't connect"}]`,
-			parseTestSSL, "Can't connect"},
+		{"testssl scan problem",
+			`[{"id":"scanProblem","severity":"FATAL","finding":"Can't connect"}]`, parseTestSSL, "Can't connect"},
 		{"testssl partial", `[{"id":"SSLv2","severity":"OK","finding":"not offered"}]`,
 			parseTestSSL, `no "SSLv3" finding`},
 	}

@@ -229,7 +229,8 @@ func TestTransparentUnprivileged(t *testing.T) {
 		t.Errorf("attlsd CapEff: got %s, want %s", eff, noCapabilities)
 	}
 
-	for i, dst := range []string{net.JoinHostPort(srvAddr4, "9443"), net.JoinHostPort(srvAddr6, "9443")} {
+	dsts := []string{net.JoinHostPort(srvAddr4, "9443"), net.JoinHostPort(srvAddr6, "9443")}
+	for i, dst := range dsts {
 		payload := pattern(16<<10, byte(i))
 		c := lab.dial(t, lab.app, dst, payload)
 		if c.err != "" || !bytes.Equal(c.got, payload) {
