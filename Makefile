@@ -1,9 +1,10 @@
 GO      ?= go
 BIN     := bin
+FUZZTIME ?= 20s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.buildVersion=$(VERSION)
 
-.PHONY: all build run zosconnect test check bench bench-go clean
+.PHONY: all build run zosconnect test fuzz check bench bench-go clean
 
 all: build
 
@@ -20,13 +21,22 @@ run: build
 zosconnect: build
 	GO='$(GO)' ./examples/zosconnect/run.sh
 
-# Every test, under the race detector. End-to-end tests build the binary
-# and drive it with curl, openssl, Python and HAProxy/nginx, which
-# install-deps.sh installs when missing (as root) or reports.
+# Every test, under the race detector, then the fuzz targets. End-to-end
+# tests build the binary and drive it with curl, openssl, Python,
+# HAProxy/nginx, sslscan and testssl, which install-deps.sh installs when
+# missing (as root) or reports.
 test:
 	./test/install-deps.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+# Each fuzz target for FUZZTIME (go test fuzzes one target at a time). An
+# input that fails is written to the package's testdata/fuzz/<target>/;
+# committed with its fix, it runs with the ordinary tests from then on.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./policy
+	$(GO) test -run '^$$' -fuzz '^FuzzHeader$$' -fuzztime $(FUZZTIME) ./proxy
 
 # attlsd, stunnel, HAProxy and hitch side by side (test/bench/run.sh);
 # as root it installs the peers. Under ten minutes on two cores.

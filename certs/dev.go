@@ -212,6 +212,7 @@ func writeIssued(is *issued, certPath, keyPath string) error {
 	if err != nil {
 		return fmt.Errorf("encode key: %w", err)
 	}
+	defer clear(der) // attlsd's copy of the key; the file has it now
 	if err := writePEM(certPath, "CERTIFICATE", is.cert.Raw, 0o644); err != nil {
 		return err
 	}

@@ -17,6 +17,25 @@ func readKey(file string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}
+	return keyFromPEM(file, data)
+}
+
+// keyFromPEM parses the key in data, the contents of file, and then wipes
+// data and the DER decoded from it, whatever the outcome: they are the
+// copies of the key that attlsd owns, and nothing needs them once the key
+// is parsed.
+//
+// That is as far as a Go program can go. The parsed key (the big.Int
+// limbs of an RSA key and its CRT values, an ECDSA scalar, and the copies
+// crypto/internal keeps of either) must stay in memory as long as a TLS
+// configuration signs handshakes with it; after a reload replaces that
+// configuration it lingers until the garbage collector reuses the memory,
+// and Go offers no way to wipe it. pem.Decode also makes an unreachable
+// copy of the base64 text when it holds spaces or tabs. Keeping that
+// memory out of core dumps and swap is the deployment's part (core dumps
+// off, swap off or encrypted).
+func keyFromPEM(file string, data []byte) (crypto.Signer, error) {
+	defer clear(data)
 	block, err := findKeyBlock(file, data)
 	if err != nil {
 		return nil, err
@@ -49,8 +68,11 @@ func findKeyBlock(file string, data []byte) (*pem.Block, error) {
 	return nil, fmt.Errorf("read private key: no PEM private key in %q", file)
 }
 
-// parseKey decodes a PKCS#8, PKCS#1 or SEC1 block into a signing key.
+// parseKey decodes a PKCS#8, PKCS#1 or SEC1 block into a signing key and
+// wipes the block's DER, which the parsed key does not share: crypto/x509
+// copies what it keeps into big.Ints and its own key types.
 func parseKey(block *pem.Block) (crypto.Signer, error) {
+	defer clear(block.Bytes)
 	if block.Headers["Proc-Type"] != "" {
 		return nil, fmt.Errorf("key is encrypted; attlsd needs an unencrypted key")
 	}

@@ -21,7 +21,7 @@ import (
 //	other-key.pem  a key that matches no certificate
 //	open-key.pem   server-key.pem with mode 0644
 //	garbage.pem    text that is not PEM
-func testDir(t *testing.T) string {
+func testDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
@@ -39,7 +39,7 @@ func testDir(t *testing.T) string {
 }
 
 // newKeyPEM returns a fresh ECDSA key in PKCS#8 PEM.
-func newKeyPEM(t *testing.T) []byte {
+func newKeyPEM(t testing.TB) []byte {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,7 +53,7 @@ func newKeyPEM(t *testing.T) []byte {
 }
 
 // writeTestFile writes data with exactly mode, whatever the umask.
-func writeTestFile(t *testing.T, path string, data []byte, mode os.FileMode) {
+func writeTestFile(t testing.TB, path string, data []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, data, mode); err != nil {
 		t.Fatal(err)

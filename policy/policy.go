@@ -84,8 +84,8 @@ type Environment struct {
 	MinVersion uint16 // tls.VersionTLS12 unless narrowed
 	MaxVersion uint16 // tls.VersionTLS13 unless narrowed
 
-	// CipherSuites are TLS 1.2 suite IDs in preference order; empty means
-	// Go's defaults. TLS 1.3 suites are not configurable in Go.
+	// CipherSuites are TLS 1.2 suite IDs as listed; empty means
+	// defaultCipherSuites. TLS 1.3 suites are not configurable in Go.
 	CipherSuites []uint16
 	// Curves are key-exchange groups; empty means Go's defaults, which
 	// include the post-quantum hybrid.

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"crypto/tls"
+	"slices"
+	"strings"
 )
 
 // clientSessionCacheSize bounds the TLS sessions kept per client
@@ -31,7 +33,7 @@ func serverConfig(r *Rule) *tls.Config {
 		Certificates:     []tls.Certificate{env.Pair.Cert},
 		MinVersion:       env.MinVersion,
 		MaxVersion:       env.MaxVersion,
-		CipherSuites:     env.CipherSuites,
+		CipherSuites:     suitesOf(env),
 		CurvePreferences: env.Curves,
 		NextProtos:       env.ALPN,
 		ClientAuth:       tlsClientAuth[r.ClientAuth],
@@ -57,7 +59,7 @@ func clientConfig(r *Rule) *tls.Config {
 		ServerName:         r.ServerName,
 		MinVersion:         env.MinVersion,
 		MaxVersion:         env.MaxVersion,
-		CipherSuites:       env.CipherSuites,
+		CipherSuites:       suitesOf(env),
 		CurvePreferences:   env.Curves,
 		NextProtos:         env.ALPN,
 		ClientSessionCache: tls.NewLRUClientSessionCache(clientSessionCacheSize),
@@ -66,4 +68,38 @@ func clientConfig(r *Rule) *tls.Config {
 		c.Certificates = []tls.Certificate{env.Pair.Cert}
 	}
 	return c
+}
+
+// defaultCipherSuites are the TLS 1.2 suites of an environment without
+// cipher_suites: those of Go's secure suites that pair an ephemeral ECDHE
+// key exchange with an AEAD (AES-GCM or ChaCha20-Poly1305). Go's own
+// default list also offers the ECDHE suites with AES-CBC and HMAC-SHA1,
+// kept for old clients: MAC-then-encrypt with SHA-1, the padding-oracle
+// family (Lucky13) and no AEAD. A policy that must serve such clients
+// lists those suites in cipher_suites. TLS 1.3 suites are all AEAD and
+// forward secret, and Go does not let them be chosen.
+var defaultCipherSuites = aeadSuites()
+
+// aeadSuites filters tls.CipherSuites, in Go's order, to the ECDHE AEAD
+// suites of TLS 1.2.
+func aeadSuites() []uint16 {
+	var ids []uint16
+	for _, s := range tls.CipherSuites() {
+		ecdhe := strings.HasPrefix(s.Name, "TLS_ECDHE_")
+		aead := strings.Contains(s.Name, "_GCM_") || strings.Contains(s.Name, "_CHACHA20_POLY1305")
+		if ecdhe && aead && slices.Contains(s.SupportedVersions, tls.VersionTLS12) {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
+}
+
+// suitesOf is the environment's list, or defaultCipherSuites when it
+// names none. Go ignores the order of Config.CipherSuites and ranks the
+// suites itself by the hardware's AES support.
+func suitesOf(env *Environment) []uint16 {
+	if len(env.CipherSuites) > 0 {
+		return env.CipherSuites
+	}
+	return defaultCipherSuites
 }

@@ -255,3 +255,113 @@ func ruleNamed(t *testing.T, p *Policy, name string) *Rule {
 	t.Fatalf("no rule %q", name)
 	return nil
 }
+
+// TestDefaultCipherSuites checks that an environment without
+// cipher_suites offers, inbound and outbound, exactly the ECDHE suites
+// with an AEAD, and that an explicit list is kept as written.
+func TestDefaultCipherSuites(t *testing.T) {
+	dir := testDir(t)
+	p := parseString(t, dir, `
+environment "default" {
+  certificate = "certs/server.pem"
+  private_key = "certs/server-key.pem"
+}
+environment "cbc" {
+  cipher_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"]
+}
+inbound "api" {
+  port        = 8443
+  environment = "default"
+  backend     = "127.0.0.1:9000"
+}
+outbound "out" {
+  port        = 15003
+  endpoint    = "example.com:443"
+  environment = "default"
+}
+outbound "old" {
+  port        = 15004
+  endpoint    = "example.com:443"
+  environment = "cbc"
+}
+`)
+	aead := []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+	tests := []struct {
+		name string
+		got  *tls.Config
+		want []uint16
+	}{
+		{"inbound default", p.Inbound[0].TLSConfig, aead},
+		{"outbound default", outboundNamed(t, p, "out").TLSConfig, aead},
+		{"outbound explicit", outboundNamed(t, p, "old").TLSConfig,
+			[]uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := slices.Sorted(slices.Values(tt.got.CipherSuites))
+			if want := slices.Sorted(slices.Values(tt.want)); !slices.Equal(got, want) {
+				t.Errorf("got suites %s, want %s", suiteNames(got), suiteNames(want))
+			}
+		})
+	}
+
+	t.Run("CBC client refused", func(t *testing.T) {
+		client := &tls.Config{ServerName: "localhost", RootCAs: x509Pool(t, dir),
+			MaxVersion:   tls.VersionTLS12,
+			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}
+		if err := tryHandshake(t, p.Inbound[0].TLSConfig, client); err == nil {
+			t.Error("TLS 1.2 handshake offering only ECDHE-ECDSA-AES128-SHA: " +
+				"got success, want a refusal")
+		}
+	})
+}
+
+// outboundNamed returns the policy's outbound rule called name.
+func outboundNamed(t *testing.T, p *Policy, name string) *Rule {
+	t.Helper()
+	for _, r := range p.Outbound {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no outbound rule %q", name)
+	return nil
+}
+
+// suiteNames spells suite IDs by their IANA names.
+func suiteNames(ids []uint16) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, tls.CipherSuiteName(id))
+	}
+	return out
+}
+
+// tryHandshake runs a TLS handshake over loopback TCP and returns the
+// client's error.
+func tryHandshake(t *testing.T, server, client *tls.Config) error {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), client)
+	if err == nil {
+		c.Close()
+	}
+	return err
+}

@@ -22,9 +22,10 @@ import (
 //   - a limit that is not set is null: max_connections null is
 //     unlimited, idle_timeout null keeps idle connections open;
 //   - cipher_suites and curves are empty when the environment leaves
-//     them to Go, and cipher_suites_default and curves_default say so.
-//     Go's defaults are not listed: they vary with the Go release and,
-//     for the order of cipher suites, with the CPU's AES support;
+//     them out, and cipher_suites_default and curves_default say so.
+//     The defaults are not listed: the curves are Go's, which vary with
+//     the Go release, and the suites are Go's ECDHE AEAD suites, which Go
+//     orders by the CPU's AES support;
 //   - durations are Go duration strings such as "10s" or "1h30m".
 type View struct {
 	File         string            `json:"file"`
@@ -49,7 +50,8 @@ type EnvironmentView struct {
 	Trust        []string `json:"trust"`
 	TLSVersions  []string `json:"tls_versions"`  // "1.2", "1.3"
 	CipherSuites []string `json:"cipher_suites"` // IANA names, TLS 1.2
-	// CipherSuitesDefault is true when CipherSuites is empty: Go chooses.
+	// CipherSuitesDefault is true when CipherSuites is empty: the ECDHE
+	// suites with AES-GCM or ChaCha20-Poly1305.
 	CipherSuitesDefault bool     `json:"cipher_suites_default"`
 	Curves              []string `json:"curves"`
 	// CurvesDefault is true when Curves is empty: Go chooses.

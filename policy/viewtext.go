@@ -101,7 +101,7 @@ func (t *textWriter) environment(e EnvironmentView) {
 	t.field(4, "tls_versions", strings.Join(e.TLSVersions, ", "))
 	suites := append([]string{}, e.CipherSuites...)
 	if e.CipherSuitesDefault {
-		suites = []string{"Go's defaults"}
+		suites = []string{"the default: ECDHE with AES-GCM or ChaCha20-Poly1305"}
 	}
 	suites = append(suites, "(TLS 1.2 only; TLS 1.3 suites are always Go's)")
 	t.field(4, "cipher_suites", suites...)

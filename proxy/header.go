@@ -33,13 +33,17 @@ type Meta struct {
 }
 
 // header returns the bytes to write before the first byte of application
-// data, or nil for policy.ProxyNone.
+// data, or nil for policy.ProxyNone. It refuses a Meta whose fields do
+// not fit (see checkLimits) rather than write a header readers reject.
 func header(format policy.ProxyProtocol, m *Meta) ([]byte, error) {
 	switch format {
 	case policy.ProxyNone:
 		return nil, nil
 	case policy.ProxyV1:
 		return proxyproto.HeaderProxyFromAddrs(1, m.Client, m.Local).Format()
+	}
+	if err := checkLimits(m); err != nil {
+		return nil, fmt.Errorf("build proxy header: %w", err)
 	}
 	h := proxyproto.HeaderProxyFromAddrs(2, m.Client, m.Local)
 	if err := h.SetTLVs(tlvs(m)); err != nil {
@@ -59,7 +63,9 @@ func tlvs(m *Meta) []proxyproto.TLV {
 	}
 	if m.TLS != nil {
 		add(proxyproto.PP2_TYPE_ALPN, m.TLS.NegotiatedProtocol)
-		add(proxyproto.PP2_TYPE_AUTHORITY, m.TLS.ServerName)
+		if isHostName(m.TLS.ServerName) {
+			add(proxyproto.PP2_TYPE_AUTHORITY, m.TLS.ServerName)
+		}
 	}
 	add(proxyproto.PP2_TYPE_UNIQUE_ID, m.ConnID)
 	if m.TLS != nil {
@@ -86,7 +92,7 @@ func sslTLV(m *Meta) proxyproto.TLV {
 		}
 	}
 	cs := m.TLS
-	sub(proxyproto.PP2_SUBTYPE_SSL_VERSION, versionName(cs.Version))
+	sub(proxyproto.PP2_SUBTYPE_SSL_VERSION, sslVersion(cs.Version))
 	sub(proxyproto.PP2_SUBTYPE_SSL_CIPHER, tls.CipherSuiteName(cs.CipherSuite))
 	sub(proxyproto.PP2_SUBTYPE_SSL_GROUP, groupName(cs.CurveID))
 	sub(proxyproto.PP2_SUBTYPE_SSL_SIG_SCHEME, m.SigScheme)
@@ -105,6 +111,17 @@ func versionName(v uint16) string {
 	return ""
 }
 
+// sslVersion is versionName for the SSL TLV, which must name a version
+// whenever its client flag says TLS was used (spec 2.2.6; go-proxyproto
+// rejects the TLV otherwise): a version attlsd never negotiates is
+// spelled as its code, "0x0301".
+func sslVersion(v uint16) string {
+	if name := versionName(v); name != "" {
+		return name
+	}
+	return fmt.Sprintf("0x%04X", v)
+}
+
 // groupName returns the IANA TLS Supported Groups name, or "" when no
 // (EC)DHE group was used.
 func groupName(id tls.CurveID) string {
@@ -121,4 +138,51 @@ func groupName(id tls.CurveID) string {
 		return "x25519"
 	}
 	return id.String() // X25519MLKEM768 and others already use IANA names
+}
+
+// Limits on what one v2 header carries. UNIQUE_ID is at most 128 bytes
+// (spec 2.2.5) and an ALPN protocol name at most 255 (RFC 7301 section
+// 3.1); rule names are held to 255 by the policy, and signature scheme
+// names are short. Together they keep a header far below the 4096 bytes
+// that go-proxyproto (MaxV2HeaderSize) and nginx read at most.
+const (
+	maxConnID = 128
+	maxName   = 255
+)
+
+// checkLimits reports the first field of m too long for the header.
+func checkLimits(m *Meta) error {
+	switch {
+	case len(m.ConnID) > maxConnID:
+		return fmt.Errorf("connection id of %d bytes exceeds %d", len(m.ConnID), maxConnID)
+	case len(m.Rule) > maxName:
+		return fmt.Errorf("rule name of %d bytes exceeds %d", len(m.Rule), maxName)
+	case m.TLS != nil && len(m.TLS.NegotiatedProtocol) > maxName:
+		return fmt.Errorf("ALPN protocol of %d bytes exceeds %d",
+			len(m.TLS.NegotiatedProtocol), maxName)
+	case m.TLS != nil && len(m.SigScheme) > maxName:
+		return fmt.Errorf("signature scheme of %d bytes exceeds %d", len(m.SigScheme), maxName)
+	}
+	return nil
+}
+
+// isHostName reports whether the client's server name may go into the
+// AUTHORITY TLV: RFC 6066 section 3 makes it an ASCII DNS host name, at
+// most 253 bytes. crypto/tls takes any bytes up to the size of the
+// ClientHello, so a hostile client could otherwise push binary, line
+// breaks or 64 KiB into the backend's header (and its logs); such a name
+// is left out, as no name is.
+func isHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '.'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

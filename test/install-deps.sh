@@ -2,17 +2,23 @@
 # Installs the real clients and peers the end-to-end tests drive (curl,
 # openssl, Python, HAProxy, nginx, iproute2, nftables and iptables for the
 # transparent outbound tests, systemd-analyze, kill and setcap for the
-# deployment examples) when they are missing. As root with
-# apt-get it installs them; otherwise it lists what is missing, and those
-# tests skip with a message saying so.
+# deployment examples, sslscan and testssl for the TLS surface audit) when
+# they are missing, and make. As root with apt-get it installs them;
+# otherwise it lists what is missing, and those tests skip with a message
+# saying so. .ci/run calls it too: this is the one list of packages.
 set -euo pipefail
 
 need=()
+command -v make    >/dev/null || need+=(make)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v curl    >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx   >/dev/null || need+=(nginx-light)
+# The TLS surface audit: two scanners that attlsd's authors did not write.
+command -v sslscan >/dev/null || need+=(sslscan)
+command -v testssl >/dev/null || need+=(testssl.sh)
 # The transparent outbound tests build network namespaces; the tools live
 # in sbin, which a non-root PATH may lack.
 have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

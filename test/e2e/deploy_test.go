@@ -1162,7 +1162,8 @@ func testEntrypoint(t *testing.T, final *dockerStage, bin, binInImage string) {
 // non-root user without privilege escalation gets it, must not be enough
 // for the image's binary, which carries no file capability; the pod
 // sysctl net.ipv4.ip_unprivileged_port_start, with no capability at all,
-// must.
+// must. On a high port it serves with no capability at all (README,
+// Running unprivileged). Its key is readable by nobody alone.
 func TestDeployLowPort(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("ports below 1024: needs root to make a network namespace and switch users; running as uid %d",
@@ -1206,11 +1207,15 @@ func TestDeployLowPort(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	file := filepath.Join(dir, "policy.hcl")
-	writeFile(t, file, block("environment", "web",
-		`certificate = "certs/server.pem"`, `private_key = "certs/server-key.pem"`,
-		`alpn = ["http/1.1"]`)+
-		inbound("https", 443, "127.0.0.1:8080"))
+	policyOn := func(name string, port int) string {
+		file := filepath.Join(dir, name)
+		writeFile(t, file, block("environment", "web",
+			`certificate = "certs/server.pem"`, `private_key = "certs/server-key.pem"`,
+			`alpn = ["http/1.1"]`)+
+			inbound("https", port, "127.0.0.1:8080"))
+		return file
+	}
+	file := policyOn("policy.hcl", 443)
 	nobody := []string{"--reuid=65534", "--regid=65534", "--clear-groups"}
 	caps := []string{"--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"}
 
@@ -1233,7 +1238,12 @@ func TestDeployLowPort(t *testing.T) {
 	})
 	t.Run("ambient-capability", func(t *testing.T) {
 		args := append(append(append([]string{setpriv}, nobody...), caps...), bin)
-		serveLowPort(t, ip, inNS, curlBin, args, file, netBindService)
+		serveLowPort(t, ip, inNS, curlBin, args, file, 443, netBindService)
+	})
+	// The README's example: a high port needs no capability at all.
+	t.Run("high-port-no-capability", func(t *testing.T) {
+		args := append(append([]string{setpriv}, nobody...), bin)
+		serveLowPort(t, ip, inNS, curlBin, args, policyOn("high.hcl", 8443), 8443, noCapabilities)
 	})
 	t.Run("file-capability", func(t *testing.T) {
 		setcap := needTool(t, "setcap", "libcap2-bin")
@@ -1242,7 +1252,7 @@ func TestDeployLowPort(t *testing.T) {
 			t.Skipf("setcap on %s (the file system may not keep capabilities): %v: %s", fileBin, err, out)
 		}
 		args := append(append([]string{setpriv}, nobody...), fileBin)
-		serveLowPort(t, ip, inNS, curlBin, args, file, netBindService)
+		serveLowPort(t, ip, inNS, curlBin, args, file, 443, netBindService)
 	})
 	t.Run("kubernetes-capabilities-add", func(t *testing.T) {
 		refused(t, append(append(append([]string{setpriv}, nobody...), k8sAdd...), bin)...)
@@ -1256,26 +1266,26 @@ func TestDeployLowPort(t *testing.T) {
 		t.Cleanup(func() { exec.Command(ip, inNS(sysctl, "-w", key+"=1024")...).Run() })
 		// As the non-root pod runs it: no capability at all, no_new_privs.
 		args := append(append([]string{setpriv}, nobody...), "--bounding-set=-all", "--no-new-privs", bin)
-		serveLowPort(t, ip, inNS, curlBin, args, file, noCapability)
+		serveLowPort(t, ip, inNS, curlBin, args, file, 443, noCapabilities)
 	})
 }
 
-// Effective capability sets as /proc/PID/status prints them.
+// Capability sets as /proc/PID/status prints them.
 const (
 	netBindService = "0000000000000400" // 1 << CAP_NET_BIND_SERVICE (10)
-	noCapability   = "0000000000000000"
+	noCapabilities = "0000000000000000"
 )
 
 // serveLowPort starts attlsd (the last word of prefix) in the namespace
-// and checks it runs as nobody with the effective capabilities capEff,
-// and serves https://localhost/ on 443.
+// and checks it runs as nobody with exactly the capabilities capEff
+// (permitted ones too), and serves https://localhost:port/.
 func serveLowPort(t *testing.T, ip string, inNS func(...string) []string, curlBin string,
-	prefix []string, file, capEff string) {
+	prefix []string, file string, port int, capEff string) {
 	t.Helper()
 	args := inNS(append(prefix, "run", "--policy", file, "--drain-timeout", "1s")...)
-	d, err := launchCmd(exec.Command(ip, args...), file, []int{443})
+	d, err := launchCmd(exec.Command(ip, args...), file, []int{port})
 	if err != nil {
-		t.Fatalf("attlsd on 443: %v", err)
+		t.Fatalf("attlsd on %d with capabilities %s: %v", port, capEff, err)
 	}
 	t.Cleanup(func() { d.stop(t) })
 
@@ -1283,15 +1293,19 @@ func serveLowPort(t *testing.T, ip string, inNS func(...string) []string, curlBi
 	if uid := strings.Fields(procStatus(t, pid, "Uid")); uid[1] != "65534" {
 		t.Errorf("attlsd effective uid: got %s, want 65534", uid[1])
 	}
-	if eff := procStatus(t, pid, "CapEff"); eff != capEff {
-		t.Errorf("attlsd CapEff: got %s, want %s", eff, capEff)
+	for _, set := range []string{"CapEff", "CapPrm"} {
+		if got := procStatus(t, pid, set); got != capEff {
+			t.Errorf("attlsd %s: got %s, want %s", set, got, capEff)
+		}
 	}
+	host := "localhost:" + itoa(port)
 	out, stderr, code := run(t, "", ip, inNS(curlBin, "-sS", "--max-time", "10", "--cacert", caFile(),
-		"--resolve", "localhost:443:127.0.0.1", "https://localhost/")...)
+		"--resolve", host+":127.0.0.1", "https://"+host+"/")...)
 	if code != 0 {
-		t.Fatalf("curl https://localhost/ in the namespace: exit %d: %s", code, stderr)
+		t.Fatalf("curl https://%s/ in the namespace: exit %d: %s", host, code, stderr)
 	}
-	if r := parseDemoReply(t, out); !r.ProxyHeader || r.Destination != "127.0.0.1:443" {
-		t.Errorf("app saw proxy_header %v destination %q; want true and 127.0.0.1:443", r.ProxyHeader, r.Destination)
+	want := "127.0.0.1:" + itoa(port)
+	if r := parseDemoReply(t, out); !r.ProxyHeader || r.Destination != want {
+		t.Errorf("app saw proxy_header %v destination %q; want true and %s", r.ProxyHeader, r.Destination, want)
 	}
 }

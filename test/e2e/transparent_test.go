@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -220,6 +223,64 @@ func TestTransparentRedirectLoop(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestTransparentUnprivileged runs the transparent setup beside the app
+// with attlsd as user nobody (group attlsdGID) and no capability at all:
+// reading a connection's original destination (SO_ORIGINAL_DST, the
+// conntrack entry) takes no privilege, and only loading the nftables
+// rules, done here by root, takes CAP_NET_ADMIN.
+func TestTransparentUnprivileged(t *testing.T) {
+	lab := newNetnsLab(t)
+	setpriv := needTool(t, "setpriv", "util-linux")
+	dir := deployDir(t)
+	bin := copyExecutable(t, attlsdBin, filepath.Join(dir, "bin"))
+	ca := filepath.Join(dir, "ca.pem")
+	writeFile(t, ca, string(readFileT(t, filepath.Join(lab.certs, "ca.pem"))))
+	file := filepath.Join(dir, "policy.hcl")
+	writeFile(t, file, block("environment", "lab", "trust = ["+quote(ca)+"]")+
+		block("outbound", "srv-direct", `remote_ports = 9443`,
+			`remote_addresses = ["203.0.113.0/24", "2001:db8:2::/64"]`,
+			`environment = "lab"`, `connect_timeout = "3s"`)+
+		block("intercept", "local", "port = "+appIntercept))
+	lab.nftables(t, lab.app, appRedirect(true))
+
+	d, err := launchCmd(exec.Command(lab.ip, "netns", "exec", lab.app, setpriv,
+		"--reuid=65534", "--regid="+attlsdGID, "--clear-groups",
+		bin, "run", "--policy", file, "--log-level", "debug"), file, nil)
+	if err != nil {
+		t.Fatalf("attlsd as nobody in %s: %v", lab.app, err)
+	}
+	t.Cleanup(func() { d.stop(t) })
+	pid := d.cmd.Process.Pid
+	if uid := strings.Fields(procStatus(t, pid, "Uid")); uid[1] != "65534" {
+		t.Errorf("attlsd effective uid: got %s, want 65534", uid[1])
+	}
+	if eff := procStatus(t, pid, "CapEff"); eff != noCapabilities {
+		t.Errorf("attlsd CapEff: got %s, want %s", eff, noCapabilities)
+	}
+
+	dsts := []string{net.JoinHostPort(srvAddr4, "9443"), net.JoinHostPort(srvAddr6, "9443")}
+	for i, dst := range dsts {
+		payload := pattern(16<<10, byte(i))
+		c := lab.dial(t, lab.app, dst, payload)
+		if c.err != "" || !bytes.Equal(c.got, payload) {
+			t.Fatalf("echo to %s through attlsd: got %d bytes (error %q), want the %d sent",
+				dst, len(c.got), c.err, len(payload))
+		}
+		checkCloseLine(t, d.closeLine(t, c.local), map[string]string{"level": "info",
+			"rule": "srv-direct", "endpoint": dst, "reason": "closed"})
+	}
+}
+
+// readFileT reads a file or fails the test.
+func readFileT(t *testing.T, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // attlsdGID is the group attlsd runs under beside the app, so that
