@@ -186,9 +186,9 @@ outbound "transparent" {
 			t.Errorf("got RootCAs %v and %d certificates, want system roots and none",
 				c.RootCAs, len(c.Certificates))
 		}
-		if c.CipherSuites != nil || c.CurvePreferences != nil {
-			t.Errorf("got suites %#x, curves %v; want Go's defaults", c.CipherSuites,
-				c.CurvePreferences)
+		if !slices.Equal(c.CipherSuites, defaultCipherSuites) || c.CurvePreferences != nil {
+			t.Errorf("got suites %#x, curves %v; want the ECDHE AEAD suites %#x and Go's curves",
+				c.CipherSuites, c.CurvePreferences, defaultCipherSuites)
 		}
 		if c.MinVersion != tls.VersionTLS12 || c.MaxVersion != tls.VersionTLS13 {
 			t.Errorf("got versions %#x-%#x, want TLS 1.2-1.3", c.MinVersion, c.MaxVersion)
