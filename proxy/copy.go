@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
-// bufSize is one TLS record's largest plaintext (RFC 8446 5.1), so one
-// read from a tls.Conn fills at most one buffer and one buffer read from
-// the backend leaves as one record.
-const bufSize = 16 << 10
+// maxRecord is the largest plaintext of one TLS record (RFC 8446 5.1).
+const maxRecord = 16 << 10
+
+// bufSize is the size of a burst buffer: four records, so that a burst
+// from TLS leaves in one write of up to four records and a burst to TLS
+// is read with one read(2) for four records. Buffers are held only while
+// bytes flow.
+const bufSize = 4 * maxRecord
 
 // bufPool lends copy buffers. Pointers to slices keep Get and Put free of
 // allocations (a slice header stored in an interface would escape).

@@ -246,7 +246,7 @@ func perChunk(t *testing.T, tlsSrc, bare bool) float64 {
 
 // mallocs counts the heap allocations of copying chunks 16 KiB chunks.
 func mallocs(t *testing.T, tlsSrc, bare bool, chunks int) int64 {
-	run := through(t, tlsSrc, chunks, bufSize, bare)
+	run := through(t, tlsSrc, chunks, maxRecord, bare)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	if err := run(); err != nil {
@@ -262,8 +262,8 @@ func BenchmarkCopy(b *testing.B) {
 	for _, tlsSrc := range []bool{false, true} {
 		name := map[bool]string{false: "tcp", true: "tls"}[tlsSrc]
 		b.Run(name, func(b *testing.B) {
-			run := throughCopy(b, tlsSrc, b.N, bufSize)
-			b.SetBytes(bufSize)
+			run := throughCopy(b, tlsSrc, b.N, maxRecord)
+			b.SetBytes(maxRecord)
 			b.ReportAllocs()
 			b.ResetTimer()
 			if err := run(); err != nil {

@@ -23,6 +23,7 @@ var smallPool = sync.Pool{New: func() any { return new([smallSize]byte) }}
 type reader struct {
 	conn  net.Conn // what is read: a *tls.Conn or the socket
 	sock  *sock    // the socket under conn; nil: every read waits
+	tls   bool     // conn is TLS: a read returns one record at most
 	small *[smallSize]byte
 	bp    *[]byte // the borrowed buffer during a burst
 }
@@ -33,6 +34,7 @@ func (r *reader) init(c net.Conn) {
 	switch c := c.(type) {
 	case *tls.Conn:
 		r.sock, _ = c.NetConn().(*sock)
+		r.tls = true
 	case *sock:
 		r.sock = c
 	default:
@@ -47,7 +49,7 @@ func (r *reader) init(c net.Conn) {
 // read returns the next bytes of the source, valid until the next call.
 func (r *reader) read() ([]byte, error) {
 	if r.bp != nil {
-		n, err := r.readNow(*r.bp)
+		n, err := r.fill(*r.bp, 0)
 		if n > 0 || !errors.Is(err, errWouldBlock) {
 			return (*r.bp)[:n], nilIfWouldBlock(err)
 		}
@@ -64,8 +66,23 @@ func (r *reader) read() ([]byte, error) {
 	r.bp = bufPool.Get().(*[]byte)
 	buf := *r.bp
 	copy(buf, r.small[:k])
-	n, err := r.readNow(buf[k:])
-	return buf[:k+n], nilIfWouldBlock(err)
+	n, err := r.fill(buf, k)
+	return buf[:n], nilIfWouldBlock(err)
+}
+
+// fill adds to buf[:n] what the source can give without waiting and
+// returns the new length. A read from TLS returns one record at most, so
+// fill reads again while another whole record fits: one write then
+// carries several records, and one read(2) of the socket as much as the
+// buffer holds.
+func (r *reader) fill(buf []byte, n int) (int, error) {
+	for {
+		m, err := r.readNow(buf[n:])
+		n += m
+		if err != nil || m == 0 || !r.tls || len(buf)-n < maxRecord {
+			return n, err
+		}
+	}
 }
 
 // readNow reads what the source can give without waiting: bytes already

@@ -396,8 +396,8 @@ func BenchmarkRelayTLS(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	chunk := make([]byte, bufSize)
-	b.SetBytes(bufSize)
+	chunk := make([]byte, maxRecord)
+	b.SetBytes(maxRecord)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
