@@ -59,6 +59,10 @@ type relay struct {
 	aborted         atomic.Bool
 	abortOnce       sync.Once
 	done            func(error)
+
+	guardMu sync.Mutex
+	guard   *time.Timer // see relay.check; nil until a silence limit applies
+	silent  error       // the silence limit the guard ended the relay on
 }
 
 // newRelay prepares a relay. in and out count the bytes delivered to the
@@ -83,6 +87,7 @@ func newRelay(client, backend side, in, out *atomic.Int64, t *timeouts,
 func (r *relay) run() {
 	r.t.start()
 	r.left.Store(2)
+	r.check()
 	go r.dirs[0].run()
 	r.dirs[1].run()
 }
@@ -95,10 +100,12 @@ func (r *relay) ended(i int, err error) {
 		r.abort()
 	} else {
 		r.t.halfClosed()
+		r.check()
 		r.nudge(&r.dirs[1-i])
 	}
 	if r.left.Add(-1) == 0 {
 		r.abort()
+		r.stopGuard()
 		r.done(r.cause())
 	}
 }
@@ -112,31 +119,41 @@ func (r *relay) nudge(d *direction) {
 
 // abort closes both connections once, and starts parked directions so
 // that they see it and end.
+//
+// It sends no close_notify. A direction that ended in order has sent its
+// own (closeWrite); a connection cut by a failure on the other side or
+// by a timeout must not look ended in order, or its peer would take a
+// stream cut short, an answer whose body runs to the end of the
+// connection say, for a whole one (RFC 8446 6.1). A bare FIN or reset is
+// what TLS peers treat as a possible truncation.
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
 		r.aborted.Store(true)
-		// The sockets, not the TLS connections: tls.Conn.Close would first
-		// try to send close_notify, for up to 5 s to a peer that does not
-		// read. A clean end has sent it already (closeWrite).
-		rawConn(r.client.conn).Close()
-		rawConn(r.backend.conn).Close()
+		closeNow(r.client.conn)
+		closeNow(r.backend.conn)
 		for i := range r.dirs {
 			parking.unpark(&r.dirs[i])
 		}
 	})
 }
 
-// rawConn is the socket under c.
-func rawConn(c net.Conn) net.Conn {
+// closeNow closes c at once: on TLS, its socket, with no close_notify.
+func closeNow(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
-		return tc.NetConn()
+		c = tc.NetConn()
 	}
-	return c
+	c.Close()
 }
 
 // cause is the relay's result: the first failure, the other direction
 // then having seen its connection closed under it.
 func (r *relay) cause() error {
+	r.guardMu.Lock()
+	silent := r.silent
+	r.guardMu.Unlock()
+	if silent != nil {
+		return silent
+	}
 	errIn, errOut := r.errs[0], r.errs[1]
 	if errIn != nil && !errors.Is(errIn, net.ErrClosed) {
 		return errIn

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -19,9 +20,8 @@ import (
 // whoever takes it out (the poller, its timer, an abort) is the only one
 // to start it again.
 type parker struct {
-	once sync.Once
-	epfd int
-	err  error
+	started atomic.Bool
+	epfd    int // set before started
 
 	mu     sync.Mutex
 	seq    uint64
@@ -42,17 +42,29 @@ var parking parker
 // stream, or an error on its source.
 const epollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
+// start makes the epoll set and starts the loop, once. A failure is not
+// kept: epoll_create fails when no descriptor is free (EMFILE, ENFILE),
+// as under a flood of connections, and parking must work again once
+// descriptors are free. Until then directions wait on their goroutines.
 func (p *parker) start() error {
-	p.once.Do(func() {
-		p.epfd, p.err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if p.err != nil {
-			return
-		}
-		p.byID = make(map[uint64]*direction)
-		p.parked = make(map[*direction]parkedDir)
-		go p.loop()
-	})
-	return p.err
+	if p.started.Load() {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started.Load() {
+		return nil
+	}
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	p.epfd = epfd
+	p.byID = make(map[uint64]*direction)
+	p.parked = make(map[*direction]parkedDir)
+	p.started.Store(true)
+	go p.loop()
+	return nil
 }
 
 // available reports whether directions can park here.

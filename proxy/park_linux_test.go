@@ -192,3 +192,36 @@ func TestAbortEndsParkedRelay(t *testing.T) {
 		t.Error("backend connection still open after the abort")
 	}
 }
+
+// TestHalfCloseBeforePark: the other direction can end between a
+// direction's decision to park, taken under the idle limit (none here),
+// and its park, so that the nudge of the half-close finds nothing parked
+// and the direction parks with no wake-up. The half-close limit must
+// still end the relay. The interleaving is replayed step by step.
+func TestHalfCloseBeforePark(t *testing.T) {
+	if !parking.available() {
+		t.Skip("parking is not available here")
+	}
+	_, proxyClient := tcpPair(t)
+	proxyBackend, _ := tcpPair(t)
+	done := make(chan error, 1)
+	var in, out atomic.Int64
+	to := &timeouts{park: 30 * time.Millisecond, halfClose: 300 * time.Millisecond}
+	r := newRelay(side{conn: proxyClient, name: "client"}, side{conn: proxyBackend, name: "backend"},
+		&in, &out, to, func(err error) { done <- err })
+	r.t.start()
+	r.left.Store(2)
+
+	d := &r.dirs[1]
+	d.running = r.t.base
+	time.Sleep(2 * to.park)
+	v, err := r.t.next(time.Now(), d.running, true)
+	if err != nil || !v.park || v.wake != 0 {
+		t.Fatalf("verdict after the park period: got %+v, %v; want park, no wake-up", v, err)
+	}
+	r.ended(0, nil) // the client's end of stream, before d parks
+	if !parking.park(d, v.wake) {
+		t.Fatal("park refused")
+	}
+	wantSilence(t, done, "half-close timeout")
+}

@@ -104,3 +104,52 @@ func (t *timeouts) next(now, since time.Time, canPark bool) (verdict, error) {
 	}
 	return v, nil
 }
+
+// check ends the relay if it has been silent for the limit in force, and
+// otherwise sets the guard to look again when that limit would be
+// reached. The directions check silence themselves when a read deadline
+// passes or their parker timer fires, but a direction blocked in a write
+// does neither: a peer that reads nothing, with an echoing or pipelining
+// peer at the other end, blocks both directions' writes, and a half-closed
+// relay's open direction can block the same way. The guard bounds those
+// too. It runs at the start, on a half-close (which changes the limit),
+// and then on its own timer, about once per limit.
+func (r *relay) check() {
+	if err := r.rearm(); err != nil {
+		r.abort() // outside guardMu, which guards only the guard and its result
+	}
+}
+
+// rearm sets the guard for the limit in force, or returns the silence
+// error that ends the relay.
+func (r *relay) rearm() error {
+	r.guardMu.Lock()
+	defer r.guardMu.Unlock()
+	if r.aborted.Load() {
+		return nil
+	}
+	v, err := r.t.next(time.Now(), time.Time{}, false)
+	if err != nil {
+		r.silent = err
+		return err
+	}
+	if v.until.IsZero() {
+		return nil // no limit in force
+	}
+	if r.guard == nil {
+		r.guard = time.AfterFunc(time.Until(v.until), r.check)
+	} else {
+		r.guard.Reset(time.Until(v.until))
+	}
+	return nil
+}
+
+// stopGuard stops the guard of an ended relay, so that its timer does not
+// keep the relay in memory until the limit.
+func (r *relay) stopGuard() {
+	r.guardMu.Lock()
+	if r.guard != nil {
+		r.guard.Stop()
+	}
+	r.guardMu.Unlock()
+}

@@ -173,3 +173,52 @@ func refusedOf(s *Server, rule, reason string) int64 {
 	}
 	return 0
 }
+
+// TestSilenceLimitsWhileWritesBlock: a client that sends without end and
+// reads nothing, before a backend that echoes, soon blocks both
+// directions in a write, where no read deadline fires; and once a client
+// has half-closed, the open direction blocks the same way. The silence
+// limits must still end the relay.
+func TestSilenceLimitsWhileWritesBlock(t *testing.T) {
+	tests := []struct {
+		name      string
+		to        *timeouts
+		halfClose bool // the client sends one chunk and its end, not a flood
+		want      string
+	}{
+		{"both directions", &timeouts{idle: 300 * time.Millisecond}, false, "idle timeout"},
+		{"half-closed", &timeouts{halfClose: 300 * time.Millisecond}, true, "half-close timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, backend, done := relayedWith(t, tt.to)
+			chunk := make([]byte, 64<<10)
+			if tt.halfClose {
+				go func() { io.Copy(io.Discard, backend); flood(backend, chunk) }()
+				client.Write(chunk)
+				client.CloseWrite()
+			} else {
+				go func() { io.Copy(backend, backend) }()
+				go flood(client, chunk)
+			}
+			var se *silenceError
+			select {
+			case err := <-done:
+				if !errors.As(err, &se) || se.what != tt.want {
+					t.Fatalf("relay ended with %v, want a %s", err, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("a relay blocked in its writes outlived its %s", tt.want)
+			}
+		})
+	}
+}
+
+// flood writes chunk to w until a write fails.
+func flood(w io.Writer, chunk []byte) {
+	for {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
+}

@@ -59,6 +59,15 @@ func serveBackend(t *testing.T, readHeader bool, handle func(*backendConn)) *bac
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveBackendOn(t, ln, readHeader, handle)
+}
+
+// serveBackendOn is serveBackend on a listener of the caller's, one bound
+// in another network namespace, say. The backend closes it when the test
+// ends.
+func serveBackendOn(t *testing.T, ln net.Listener, readHeader bool,
+	handle func(*backendConn)) *backend {
+	t.Helper()
 	b := &backend{addr: ln.Addr().String(), ln: ln}
 	b.wg.Add(1)
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,16 @@ func startDaemon(t *testing.T, host string, nports int, makePolicy func(ports []
 func startDaemonArgs(t *testing.T, host string, nports int, makePolicy func(ports []int) string,
 	makeArgs func(ports []int) []string) *daemon {
 	t.Helper()
+	return startDaemonUnder(t, nil, host, nports, makePolicy, makeArgs)
+}
+
+// startDaemonUnder is startDaemonArgs with attlsd started by the command
+// runner, which ends by running attlsd in place ("prlimit --nofile=64:64
+// attlsd", "ip netns exec NS attlsd", another attlsd build); nil runs the
+// attlsd built for the tests. "run" and its arguments follow runner.
+func startDaemonUnder(t *testing.T, runner []string, host string, nports int,
+	makePolicy func(ports []int) string, makeArgs func(ports []int) []string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
 	for try := 1; ; try++ {
 		ports := freePorts(t, host, nports)
@@ -65,7 +76,7 @@ func startDaemonArgs(t *testing.T, host string, nports int, makePolicy func(port
 		if makeArgs != nil {
 			args = makeArgs(ports)
 		}
-		d, err := launchDaemon(file, ports, args...)
+		d, err := launchUnder(runner, file, ports, args...)
 		if err == nil {
 			t.Cleanup(func() { d.stop(t) })
 			return d
@@ -83,8 +94,18 @@ var errAddrInUse = errors.New("address already in use")
 // waits for the drain: one second here, the drain tests set their own.
 // args come after these defaults and may override them.
 func launchDaemon(file string, ports []int, args ...string) (*daemon, error) {
+	return launchUnder(nil, file, ports, args...)
+}
+
+// launchUnder is launchDaemon with attlsd started by runner (see
+// startDaemonUnder).
+func launchUnder(runner []string, file string, ports []int, args ...string) (*daemon, error) {
+	if len(runner) == 0 {
+		runner = []string{attlsdBin}
+	}
 	base := []string{"run", "--policy", file, "--log-level", "debug", "--drain-timeout", "1s"}
-	return launchCmd(exec.Command(attlsdBin, append(base, args...)...), file, ports)
+	argv := append(append(slices.Clone(runner[1:]), base...), args...)
+	return launchCmd(exec.Command(runner[0], argv...), file, ports)
 }
 
 // launchCmd starts cmd, which must end up running attlsd on file (under
