@@ -194,12 +194,12 @@ func TestSilenceLimitsWhileWritesBlock(t *testing.T) {
 			client, backend, done := relayedWith(t, tt.to)
 			chunk := make([]byte, 64<<10)
 			if tt.halfClose {
-				go func() { io.Copy(io.Discard, backend); flood(backend, chunk) }()
+				go func() { io.Copy(io.Discard, backend); flood(backend) }()
 				client.Write(chunk)
 				client.CloseWrite()
 			} else {
 				go func() { io.Copy(backend, backend) }()
-				go flood(client, chunk)
+				go flood(client)
 			}
 			var se *silenceError
 			select {
@@ -214,11 +214,3 @@ func TestSilenceLimitsWhileWritesBlock(t *testing.T) {
 	}
 }
 
-// flood writes chunk to w until a write fails.
-func flood(w io.Writer, chunk []byte) {
-	for {
-		if _, err := w.Write(chunk); err != nil {
-			return
-		}
-	}
-}

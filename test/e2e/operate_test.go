@@ -659,15 +659,6 @@ func TestDrainStuckBackend(t *testing.T) {
 	}
 }
 
-// flood writes to c until a write fails.
-func flood(c net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		if _, err := c.Write(buf); err != nil {
-			return
-		}
-	}
-}
 
 // waitStalled waits until the one open connection's bytes towards the
 // backend stop growing: the relay is then blocked writing to a backend
