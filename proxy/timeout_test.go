@@ -213,4 +213,3 @@ func TestSilenceLimitsWhileWritesBlock(t *testing.T) {
 		})
 	}
 }
-

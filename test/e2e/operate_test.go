@@ -659,7 +659,6 @@ func TestDrainStuckBackend(t *testing.T) {
 	}
 }
 
-
 // waitStalled waits until the one open connection's bytes towards the
 // backend stop growing: the relay is then blocked writing to a backend
 // that does not read.
