@@ -32,10 +32,15 @@ func TestTLSSurface(t *testing.T) {
 	for _, env := range envs {
 		t.Run(env.name, func(t *testing.T) {
 			t.Parallel()
+			// A backend that answers: the scanners' connections then stay
+			// up as real ones do, and a renegotiation attempt meets the
+			// relay's TLS, not a connection already closing for want of
+			// a backend.
+			b := startBackend(t, echo)
 			d := startDaemon(t, "127.0.0.1", 1, func(p []int) string {
 				return block("environment", "web", "certificate = "+quote(env.cert),
 					"private_key = "+quote(env.key)) +
-					inbound("surface", p[0], "127.0.0.1:9")
+					inbound("surface", p[0], b.addr)
 			})
 			for _, au := range auditors {
 				t.Run(au.name, func(t *testing.T) {
