@@ -229,7 +229,8 @@ rows=(
 	"hs1.2.handshakes_per_s|TLS 1.2 full handshakes/s|hi"
 	"hs1.3-resumed.handshakes_per_s|TLS 1.3 resumed handshakes/s|hi"
 	"hs1.2-resumed.handshakes_per_s|TLS 1.2 resumed handshakes/s|hi"
-	"cpu_per_hs|CPU ms per full TLS 1.3 handshake|lo"
+	"cpu_per_hs1.3|CPU ms per full TLS 1.3 handshake|lo"
+	"cpu_per_hs1.2|CPU ms per full TLS 1.2 handshake|lo"
 	"ping.ping_p50_us|64-byte round trip p50, µs|lo"
 	"ping.ping_p99_us|64-byte round trip p99, µs|lo"
 	"idle.idle_KiB_per_conn|memory per idle TLS connection, KiB|lo"
@@ -238,8 +239,10 @@ for proxy in "${proxies[@]}"; do
 	res[$proxy,cpu_per_gb]=$(awk -v a="${res[$proxy,up.cpu_s]}" -v b="${res[$proxy,down.cpu_s]}" \
 		-v c="${res[$proxy,echo.cpu_s]}" -v x="${res[$proxy,up.GB]}" -v y="${res[$proxy,down.GB]}" \
 		-v z="${res[$proxy,echo.GB]}" 'BEGIN {printf "%.3f", (a+b+c)/(x+y+z)}')
-	res[$proxy,cpu_per_hs]=$(awk -v c="${res[$proxy,hs1.3.cpu_s]}" -v n="${res[$proxy,hs1.3.handshakes]}" \
-		'BEGIN {printf "%.3f", (n > 0) ? 1000 * c / n : 0}')
+	for v in 1.3 1.2; do
+		res[$proxy,cpu_per_hs$v]=$(awk -v c="${res[$proxy,hs$v.cpu_s]}" -v n="${res[$proxy,hs$v.handshakes]}" \
+			'BEGIN {printf "%.3f", (n > 0) ? 1000 * c / n : 0}')
+	done
 done
 
 table() {
