@@ -62,7 +62,7 @@ func Parse(src []byte, filename, baseDir string) (*Policy, hcl.Diagnostics) {
 
 func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnostics) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
-	if diags.HasErrors() {
+	if !soundTree(diags) {
 		// A broken syntax tree would only add confusing follow-on errors.
 		return nil, nil, sortDiagnostics(diags)
 	}
@@ -79,6 +79,24 @@ func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnos
 	p.Files = d.files
 	p.Digest = policyDigest(src, p.Environments)
 	return p, d.files, d.diags
+}
+
+// redefined is the summary of hclsyntax's error for an attribute set
+// twice in one body. The parser keeps the first definition and the rest
+// of the tree intact, so decoding goes on and reports every other mistake
+// too. hcl has no typed error for it; testdata/attribute_redefined
+// notices if the wording changes.
+const redefined = "Attribute redefined"
+
+// soundTree reports whether the syntax tree that came with diags can be
+// decoded: no error at all, or only attributes set twice.
+func soundTree(diags hcl.Diagnostics) bool {
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && d.Summary != redefined {
+			return false
+		}
+	}
+	return true
 }
 
 // policy decodes the top-level body: environments first, since rules
