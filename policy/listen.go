@@ -267,11 +267,40 @@ func collisionDetail(c collision, first, second *binder) string {
 		return fmt.Sprintf("%s and %s cannot share %s; use different ports",
 			second, first, listenAddr(listenKey{c.port, second.addr}))
 	}
-	hint := "give both the same address or use different ports"
-	if !sharable(first, second) {
-		hint = "use different ports"
-	}
-	return fmt.Sprintf("%s on %s collides with %s on %s; %s", second,
+	return fmt.Sprintf("%s on %s collides with %s on %s; %s%s", second,
 		listenAddr(listenKey{c.port, second.addr}), first,
-		listenAddr(listenKey{c.port, first.addr}), hint)
+		listenAddr(listenKey{c.port, first.addr}), dualStack(first.addr, second.addr),
+		collisionHint(first, second))
+}
+
+// collisionHint says how to resolve a collision of addresses on a port.
+func collisionHint(first, second *binder) string {
+	switch {
+	case !sharable(first, second):
+		return "use different ports"
+	case dualStack(first.addr, second.addr) != "":
+		return "to tell IPv4 from IPv6 clients, give both rules the same address " +
+			"and remote_addresses such as [\"0.0.0.0/0\"] and [\"::/0\"], or give " +
+			"each a specific address, or use different ports"
+	}
+	return "give both the same address or use different ports"
+}
+
+// dualStack explains, when a or b is written 0.0.0.0 or ::, that attlsd
+// binds it as a wildcard of both families, as Go does for any unspecified
+// address: net.Listen("tcp", "0.0.0.0:p") makes the same dual-stack
+// socket as "[::]:p" and takes IPv6 clients too. It is "" otherwise.
+func dualStack(a, b netip.Addr) string {
+	v4 := a == netip.IPv4Unspecified() || b == netip.IPv4Unspecified()
+	v6 := a == netip.IPv6Unspecified() || b == netip.IPv6Unspecified()
+	switch {
+	case v4 && v6:
+		return "0.0.0.0 and :: are the same socket, one dual-stack socket on " +
+			"every address, IPv4 and IPv6; "
+	case v4:
+		return "0.0.0.0 is a dual-stack socket on every address, IPv6 included; "
+	case v6:
+		return ":: is a dual-stack socket on every address, IPv4 included; "
+	}
+	return ""
 }

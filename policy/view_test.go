@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -133,5 +134,34 @@ func TestFormatDuration(t *testing.T) {
 		if back, err := time.ParseDuration(got); err != nil || back != tt.d {
 			t.Errorf("ParseDuration(%q): got %s, %v; want %s", got, back, err, tt.d)
 		}
+	}
+}
+
+// TestViewTextAddress checks that show says what each listen address
+// takes: 0.0.0.0 and :: are dual-stack, like no address at all.
+func TestViewTextAddress(t *testing.T) {
+	tests := []struct {
+		name, attr, want string
+	}{
+		{"omitted", "", "all (IPv4 and IPv6)"},
+		{"IPv4 unspecified", `address = "0.0.0.0"`,
+			"0.0.0.0 (all addresses, IPv4 and IPv6: one dual-stack socket)"},
+		{"IPv6 unspecified", `address = "::"`,
+			":: (all addresses, IPv4 and IPv6: one dual-stack socket)"},
+		{"specific", `address = "127.0.0.1"`, "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := parseString(t, t.TempDir(), "inbound \"a\" {\n  port = 8443\n  "+
+				tt.attr+"\n  tls = false\n  backend = \"127.0.0.1:9080\"\n}\n")
+			var text strings.Builder
+			if err := p.View().WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("    %-*s %s\n", keyWidth, "address", tt.want)
+			if !strings.Contains(text.String(), want) {
+				t.Errorf("got:\n%s\nwant a line %q", text.String(), want)
+			}
+		})
 	}
 }

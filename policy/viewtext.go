@@ -196,10 +196,14 @@ func (t *textWriter) listeners(ls []ListenerView) {
 	}
 }
 
-// address writes a listen address, saying what "all" means.
+// address writes a listen address, saying what "all" means, and that
+// 0.0.0.0 and :: mean the same (see dualStack).
 func address(a string) string {
-	if a == "all" {
+	switch a {
+	case "all":
 		return "all (IPv4 and IPv6)"
+	case "0.0.0.0", "::":
+		return a + " (all addresses, IPv4 and IPv6: one dual-stack socket)"
 	}
 	return a
 }
