@@ -110,6 +110,7 @@ func (d *decoder) loadPair(env *Environment, certAttr, keyAttr *hcl.Attribute) {
 		return
 	}
 	env.Pair = pair
+	d.validity(pair.Leaf, env.CertFile, certAttr)
 	if err := certs.KeyModeProblem(env.KeyFile); err != nil {
 		d.warnf(keyAttr.Expr.Range(), "Private key mode", "%v", err)
 	}

@@ -21,12 +21,22 @@ import (
 //	other-key.pem  a key that matches no certificate
 //	open-key.pem   server-key.pem with mode 0644
 //	garbage.pem    text that is not PEM
+//	expired/       InitDev files made on 2020-01-01: the leaves expired
+//	               on 2020-12-31 00:00 UTC
+//	future/        InitDev files made on 2999-01-01: the leaves are not
+//	               valid before 2998-12-31 23:00 UTC
 func testDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
-	if _, err := certs.InitDev(certDir, nil, time.Now()); err != nil {
-		t.Fatalf("InitDev: %v", err)
+	for sub, made := range map[string]time.Time{
+		"":        time.Now(),
+		"expired": time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+		"future":  time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if _, err := certs.InitDev(filepath.Join(certDir, sub), nil, made); err != nil {
+			t.Fatalf("InitDev: %v", err)
+		}
 	}
 	writeTestFile(t, filepath.Join(certDir, "other-key.pem"), newKeyPEM(t), 0o600)
 	key, err := os.ReadFile(filepath.Join(certDir, "server-key.pem"))

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -66,7 +67,7 @@ func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnos
 		// A broken syntax tree would only add confusing follow-on errors.
 		return nil, nil, sortDiagnostics(diags)
 	}
-	d := &decoder{filename: filename, baseDir: baseDir, diags: diags}
+	d := &decoder{filename: filename, baseDir: baseDir, diags: diags, now: time.Now()}
 	p := d.policy(file.Body)
 	d.diags = sortDiagnostics(d.diags)
 	if d.diags.HasErrors() {
