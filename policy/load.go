@@ -2,12 +2,13 @@ package policy
 
 import (
 	"crypto/tls"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/attlsd/attlsd/internal/smallfile"
 )
 
 // policySchema lists the blocks of a policy file.
@@ -36,7 +37,7 @@ func LoadFiles(path string) (*Policy, []string, hcl.Diagnostics) {
 	if abs, err := filepath.Abs(path); err == nil {
 		file = abs
 	}
-	src, err := os.ReadFile(path)
+	src, err := smallfile.Read(path)
 	if err != nil {
 		return nil, []string{file}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,

@@ -355,3 +355,43 @@ func TestConsoleLog(t *testing.T) {
 		})
 	}
 }
+
+// TestSpecialFiles runs attlsd check and run on a policy that is a named
+// pipe or a device, and check on one that names such files: each is
+// refused at once with a message that says what the file is, where a
+// plain read would block on the pipe or fill memory from the device.
+func TestSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	copyCerts(t, filepath.Join(dir, "certs"))
+	fifo := filepath.Join(dir, "fifo.hcl")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	names := filepath.Join(dir, "names.hcl")
+	writeFile(t, names, strings.NewReplacer("certs/server.pem", fifo,
+		"certs/ca.pem", "/dev/zero").Replace(goodPolicy))
+
+	tests := []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"check-fifo", []string{"check", fifo}, fifo + `: Cannot read policy: "` + fifo +
+			`" is a named pipe, not a regular file`},
+		{"check-device", []string{"check", "/dev/zero"},
+			`/dev/zero: Cannot read policy: "/dev/zero" is a character device`},
+		{"check-names-them", []string{"check", names}, names + `:2:17: Cannot load certificate: ` +
+			`read certificate: "` + fifo + `" is a named pipe`},
+		{"show-device", []string{"show", "/dev/zero"}, `is a character device`},
+		{"run-fifo", []string{"run", "--policy", fifo}, `is a named pipe, not a regular file`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := run(t, "", attlsdBin, tt.args...)
+			if code != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("attlsd %s: got exit %d, stderr %q; want 1 and %q",
+					strings.Join(tt.args, " "), code, stderr, tt.want)
+			}
+		})
+	}
+}
