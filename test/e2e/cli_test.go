@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -252,6 +254,28 @@ func TestCertsInit(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "ca-key.pem")); string(after) != string(before) {
 		t.Errorf("second certs init changed ca-key.pem")
+	}
+}
+
+// TestCertsInitBadHosts: --hosts entries that are neither an IP address
+// nor a DNS name are refused, each named on its own line, and nothing is
+// written.
+func TestCertsInitBadHosts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	stdout, stderr, code := run(t, "", attlsdBin, "certs", "init", dir,
+		"--hosts", "bad name,1.2.3.999,app.example.test")
+	if code != 2 || stdout != "" {
+		t.Errorf("attlsd certs init: got exit %d, stdout %q; want 2 and nothing", code, stdout)
+	}
+	want := "attlsd: certs init: --hosts: host \"bad name\" is neither an IP address " +
+		"nor a DNS name (letters, digits and hyphens in dot-separated labels, " +
+		"optionally \"*.\" first)\n" +
+		"attlsd: certs init: --hosts: host \"1.2.3.999\" is not a valid IPv4 address\n"
+	if stderr != want {
+		t.Errorf("stderr: got %q, want %q", stderr, want)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: got %v, want it not made", dir, err)
 	}
 }
 
