@@ -42,13 +42,17 @@ type issued struct {
 // InitDev writes a development CA and, signed by it, a server and a client
 // certificate into dir, creating dir if needed. The server certificate
 // names localhost, 127.0.0.1 and ::1 plus hosts (IP addresses become IP
-// SANs, anything else a DNS name). Keys are ECDSA P-256 in PKCS#8 with
-// mode 0600. It returns the paths written, CA first.
+// SANs, DNS names DNS SANs). Keys are ECDSA P-256 in PKCS#8 with mode
+// 0600. It returns the paths written, CA first.
 //
-// InitDev never overwrites: when any of its files is already in dir it
-// writes nothing and returns an error for which errors.Is(err,
-// fs.ErrExist) is true.
+// InitDev writes nothing when a host is neither (see CheckHost); its error
+// names each such host. It never overwrites: when any of its files is
+// already in dir it writes nothing and returns an error for which
+// errors.Is(err, fs.ErrExist) is true.
 func InitDev(dir string, hosts []string, now time.Time) ([]string, error) {
+	if err := checkHosts(hosts); err != nil {
+		return nil, fmt.Errorf("init dev certificates: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("init dev certificates: %w", err)
 	}
@@ -170,9 +174,7 @@ func addSAN(t *x509.Certificate, host string) {
 			return
 		}
 	}
-	if host != "" {
-		t.DNSNames = append(t.DNSNames, host)
-	}
+	t.DNSNames = append(t.DNSNames, host)
 }
 
 // clientTemplate describes the development client certificate.

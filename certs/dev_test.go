@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,4 +195,77 @@ func readLeaf(t *testing.T, file string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return chain[0]
+}
+
+// TestCheckHost accepts IP addresses and DNS names, wildcards included,
+// and refuses the rest with the host named in the error.
+func TestCheckHost(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	tests := []struct {
+		host string
+		want string // a part of the error; "" wants none
+	}{
+		{"example.test", ""},
+		{"*.example.test", ""},
+		{"API-1.Example.test", ""},
+		{"xn--bcher-kva.example", ""},
+		{"localhost", ""},
+		{long + ".test", ""},
+		{"192.0.2.7", ""},
+		{"2001:db8::1", ""},
+		{"::ffff:192.0.2.7", ""},
+		{"bad name", "neither an IP address nor a DNS name"},
+		{"1.2.3.999", "is not a valid IPv4 address"},
+		{"10.1", "is not a valid IPv4 address"},
+		{"2001:db8::g", "is not a valid IPv6 address"},
+		{"fe80::1%eth0", "has a zone"},
+		{"", "is empty"},
+		{"*", "neither an IP address nor a DNS name"},
+		{"*.", "neither"},
+		{"*.*.example", "neither"},
+		{"a.*.example", "neither"},
+		{"a..b", "neither"},
+		{".a", "neither"},
+		{"a.", "neither"},
+		{"-a.test", "neither"},
+		{"a-.test", "neither"},
+		{"under_score.test", "neither"},
+		{"http://example.test", "is a URL"},
+		{"example.test:443", "is not a valid IPv6 address"},
+		{long + "a.test", "neither"},
+		{strings.Repeat("a.", 127) + "test", "longer than 253 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			err := CheckHost(tt.host)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("got %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) ||
+				!strings.Contains(err.Error(), strconv.Quote(tt.host))):
+				t.Errorf("got %v, want an error naming %q that holds %q", err, tt.host, tt.want)
+			}
+		})
+	}
+}
+
+// TestInitDevBadHosts: one bad host among good ones makes InitDev refuse
+// before it writes anything, naming every bad host.
+func TestInitDevBadHosts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	_, err := InitDev(dir, []string{"ok.test", "bad name", "1.2.3.999"}, time.Now())
+	if err == nil {
+		t.Fatal("got no error, want one naming the bad hosts")
+	}
+	for _, h := range []string{`"bad name"`, `"1.2.3.999"`} {
+		if !strings.Contains(err.Error(), h) {
+			t.Errorf("got %q, want it to name %s", err, h)
+		}
+	}
+	if strings.Contains(err.Error(), "ok.test") {
+		t.Errorf("got %q, want the good host left out", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("folder: got %v, want it not made", err)
+	}
 }

@@ -5,7 +5,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"os"
+
+	"github.com/attlsd/attlsd/internal/smallfile"
 )
 
 // readKey finds and parses the private key in a PEM file.
@@ -13,7 +14,7 @@ import (
 // Parse errors from crypto/x509 are dropped on purpose: they describe the
 // key's encoding, and an error string may end up in a log.
 func readKey(file string) (crypto.Signer, error) {
-	data, err := os.ReadFile(file)
+	data, err := smallfile.Read(file)
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/attlsd/attlsd/internal/smallfile"
 )
 
 // ErrKeyMismatch is wrapped by LoadPair's error when the private key does
@@ -83,7 +85,7 @@ func LoadPool(files ...string) (*x509.CertPool, error) {
 // ReadCerts parses every CERTIFICATE block in a PEM file, in file order.
 // Blocks of other types are skipped; a file without any is an error.
 func ReadCerts(file string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
+	data, err := smallfile.Read(file)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -19,6 +20,8 @@ type decoder struct {
 	// files are the certificate, key and trust files the policy names,
 	// loadable or not, for the reload watcher.
 	files []string
+	// now is when the policy is loaded, for certificate validity.
+	now time.Time
 }
 
 // item is one string from a list attribute, with its own range so that a

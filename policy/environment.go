@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -67,7 +66,7 @@ func (d *decoder) environment(block *hcl.Block) *envSource {
 	env.CipherSuites = d.cipherSuites(a["cipher_suites"], env.MinVersion)
 	env.Curves = d.curves(a["curves"])
 	env.ALPN = d.alpn(a["alpn"])
-	env.HandshakeTimeout = d.duration(a["handshake_timeout"], DefaultHandshakeTimeout)
+	env.HandshakeTimeout = d.duration(a["handshake_timeout"], DefaultHandshakeTimeout, "")
 
 	return &envSource{env: env, block: block, attrs: a}
 }
@@ -111,6 +110,7 @@ func (d *decoder) loadPair(env *Environment, certAttr, keyAttr *hcl.Attribute) {
 		return
 	}
 	env.Pair = pair
+	d.validity(pair.Leaf, env.CertFile, certAttr)
 	if err := certs.KeyModeProblem(env.KeyFile); err != nil {
 		d.warnf(keyAttr.Expr.Range(), "Private key mode", "%v", err)
 	}
@@ -148,27 +148,4 @@ func (d *decoder) trust(env *Environment, attr *hcl.Attribute) {
 	if ok && len(env.TrustFiles) > 0 {
 		env.Trust = pool
 	}
-}
-
-// duration decodes a positive Go duration, or returns def when attr is
-// absent or invalid.
-func (d *decoder) duration(attr *hcl.Attribute, def time.Duration) time.Duration {
-	if attr == nil {
-		return def
-	}
-	s, ok := d.str(attr)
-	if !ok {
-		return def
-	}
-	t, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name,
-			"%q is not a duration such as \"10s\" or \"1m30s\"", s)
-	case t <= 0:
-		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%q is not above zero", s)
-	default:
-		return t
-	}
-	return def
 }

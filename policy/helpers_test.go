@@ -9,10 +9,12 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/attlsd/attlsd/certs"
+	"github.com/attlsd/attlsd/internal/smallfile"
 )
 
 // testDir returns a temporary policy folder whose certs/ subfolder holds
@@ -21,12 +23,25 @@ import (
 //	other-key.pem  a key that matches no certificate
 //	open-key.pem   server-key.pem with mode 0644
 //	garbage.pem    text that is not PEM
+//	expired/       InitDev files made on 2020-01-01: the leaves expired
+//	               on 2020-12-31 00:00 UTC
+//	future/        InitDev files made on 2999-01-01: the leaves are not
+//	               valid before 2998-12-31 23:00 UTC
+//	fifo.pem       a named pipe
+//	zero.pem       a symbolic link to /dev/zero
+//	huge.pem       a sparse file one byte over smallfile.MaxSize
 func testDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
-	if _, err := certs.InitDev(certDir, nil, time.Now()); err != nil {
-		t.Fatalf("InitDev: %v", err)
+	for sub, made := range map[string]time.Time{
+		"":        time.Now(),
+		"expired": time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+		"future":  time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if _, err := certs.InitDev(filepath.Join(certDir, sub), nil, made); err != nil {
+			t.Fatalf("InitDev: %v", err)
+		}
 	}
 	writeTestFile(t, filepath.Join(certDir, "other-key.pem"), newKeyPEM(t), 0o600)
 	key, err := os.ReadFile(filepath.Join(certDir, "server-key.pem"))
@@ -35,7 +50,27 @@ func testDir(t testing.TB) string {
 	}
 	writeTestFile(t, filepath.Join(certDir, "open-key.pem"), key, 0o644)
 	writeTestFile(t, filepath.Join(certDir, "garbage.pem"), []byte("not PEM\n"), 0o644)
+	specialFiles(t, certDir)
 	return dir
+}
+
+// specialFiles makes fifo.pem, zero.pem and huge.pem in dir (see testDir).
+func specialFiles(t testing.TB, dir string) {
+	t.Helper()
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.pem")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, "huge.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(smallfile.MaxSize + 1); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // newKeyPEM returns a fresh ECDSA key in PKCS#8 PEM.

@@ -164,12 +164,14 @@ func (d *decoder) listenAddress(attr *hcl.Attribute) netip.Addr {
 // limited to.
 func (d *decoder) remoteAddresses(attr *hcl.Attribute) []netip.Prefix {
 	return d.prefixes(attr, "an empty list takes no client; "+
+		"omit remote_addresses to take every client",
 		"omit remote_addresses to take every client")
 }
 
 // prefixes decodes a list of CIDR prefixes or IPs. An empty list is an
-// error that emptyDetail explains.
-func (d *decoder) prefixes(attr *hcl.Attribute, emptyDetail string) []netip.Prefix {
+// error that emptyDetail explains; anyHint says how to take every
+// address when the list holds "any".
+func (d *decoder) prefixes(attr *hcl.Attribute, emptyDetail, anyHint string) []netip.Prefix {
 	if attr == nil {
 		return nil
 	}
@@ -181,6 +183,10 @@ func (d *decoder) prefixes(attr *hcl.Attribute, emptyDetail string) []netip.Pref
 	var prefixes []netip.Prefix
 	for _, it := range items {
 		p, err := parseRemote(it.s)
+		if err != nil && it.s == "any" {
+			d.errorf(it.rng, "Invalid "+attr.Name, "%v; %s", err, anyHint)
+			continue
+		}
 		if err != nil {
 			d.errorf(it.rng, "Invalid "+attr.Name, "%v", err)
 			continue

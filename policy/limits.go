@@ -35,11 +35,11 @@ func withLimits(attrs ...hcl.AttributeSchema) []hcl.AttributeSchema {
 // number of connections, keeps idle ones open (as AT-TLS does) and gives a
 // half-closed one DefaultHalfCloseTimeout.
 func (d *decoder) limits(r *Rule, a hcl.Attributes) {
-	r.ConnectTimeout = d.duration(a["connect_timeout"], DefaultConnectTimeout)
+	r.ConnectTimeout = d.duration(a["connect_timeout"], DefaultConnectTimeout, "")
 	r.MaxConnections = d.maxConnections(a["max_connections"])
-	r.IdleTimeout = d.timeout(a["idle_timeout"], 0,
+	r.IdleTimeout = d.duration(a["idle_timeout"], 0,
 		"omit idle_timeout to keep idle connections open")
-	r.HalfCloseTimeout = d.timeout(a["half_close_timeout"], DefaultHalfCloseTimeout,
+	r.HalfCloseTimeout = d.duration(a["half_close_timeout"], DefaultHalfCloseTimeout,
 		"omit half_close_timeout for the default of "+
 			formatDuration(DefaultHalfCloseTimeout))
 }
@@ -67,19 +67,4 @@ func (d *decoder) maxConnections(attr *hcl.Attribute) int {
 	d.errorf(attr.Expr.Range(), "Invalid max_connections", "max_connections must "+
 		"be a whole number of 1 or more, not %s; omit it for no limit", f.Text('f', -1))
 	return 0
-}
-
-// timeout decodes a positive duration like duration does, adding hint to
-// the message when the value is zero or negative.
-func (d *decoder) timeout(attr *hcl.Attribute, def time.Duration, hint string) time.Duration {
-	if attr == nil {
-		return def
-	}
-	s, isString := stringValue(attr)
-	if t, err := time.ParseDuration(s); isString && err == nil && t <= 0 {
-		d.errorf(attr.Expr.Range(), "Invalid "+attr.Name, "%q is not above zero; %s",
-			s, hint)
-		return def
-	}
-	return d.duration(attr, def)
 }

@@ -77,19 +77,13 @@ type listenerSet struct {
 	byPort map[uint16][]listenKey
 	// owner is the first binder added to each listener.
 	owner map[listenKey]*binder
-	// catchAll is, per listener, the first rule that takes every client.
-	catchAll map[listenKey]*binder
-	// shadowed counts, per rule, the ports where a catch-all comes first,
-	// and names those catch-alls in order.
+	// rules are, per listener, the rules added to it so far.
+	rules map[listenKey][]*binder
+	// shadowed counts, per rule, the ports where earlier rules take all
+	// of its clients, and names those rules.
 	shadowed map[*binder]*shadow
 	// collisions are pairs of binders whose sockets cannot coexist.
 	collisions []collision
-}
-
-// shadow is how much of a rule's port range other rules hide.
-type shadow struct {
-	ports int       // how many of its ports are hidden
-	by    []*binder // the catch-alls that hide them, in port order
 }
 
 // collision is two binders that want sockets which cannot coexist: the
@@ -119,7 +113,7 @@ func (d *decoder) listen(binders []*binder) []*Listener {
 		byKey:    map[listenKey]*Listener{},
 		byPort:   map[uint16][]listenKey{},
 		owner:    map[listenKey]*binder{},
-		catchAll: map[listenKey]*binder{},
+		rules:    map[listenKey][]*binder{},
 		shadowed: map[*binder]*shadow{},
 	}
 	for _, b := range binders {
@@ -177,14 +171,13 @@ func sharable(owner, b *binder) bool {
 	return owner.kind == b.kind && b.kind != ListenIntercept
 }
 
-// addRule appends b's rule to l, noting when a catch-all before it hides
-// it on this port.
+// addRule appends b's rule to l, noting when the rules before it take
+// all of its clients on this port.
 func (s *listenerSet) addRule(b *binder, key listenKey, l *Listener) {
-	if first := s.catchAll[key]; first != nil {
-		s.shadow(b, first)
-	} else if len(b.src.rule.RemoteAddresses) == 0 {
-		s.catchAll[key] = b
+	if by := hiders(s.rules[key], b.src.rule, key.addr); by != nil {
+		s.shadow(b, by)
 	}
+	s.rules[key] = append(s.rules[key], b)
 	l.Rules = append(l.Rules, b.src.rule)
 }
 
@@ -213,16 +206,18 @@ func isWildcard(a netip.Addr) bool {
 	return !a.IsValid() || a.IsUnspecified()
 }
 
-// shadow notes that first, a catch-all, hides b on one more port.
-func (s *listenerSet) shadow(b, first *binder) {
+// shadow notes that the rules by hide b on one more port.
+func (s *listenerSet) shadow(b *binder, by []*binder) {
 	sh := s.shadowed[b]
 	if sh == nil {
 		sh = &shadow{}
 		s.shadowed[b] = sh
 	}
 	sh.ports++
-	if !slices.Contains(sh.by, first) {
-		sh.by = append(sh.by, first)
+	for _, e := range by {
+		if !slices.Contains(sh.by, e) {
+			sh.by = append(sh.by, e)
+		}
 	}
 }
 
@@ -272,41 +267,40 @@ func collisionDetail(c collision, first, second *binder) string {
 		return fmt.Sprintf("%s and %s cannot share %s; use different ports",
 			second, first, listenAddr(listenKey{c.port, second.addr}))
 	}
-	hint := "give both the same address or use different ports"
-	if !sharable(first, second) {
-		hint = "use different ports"
-	}
-	return fmt.Sprintf("%s on %s collides with %s on %s; %s", second,
+	return fmt.Sprintf("%s on %s collides with %s on %s; %s%s", second,
 		listenAddr(listenKey{c.port, second.addr}), first,
-		listenAddr(listenKey{c.port, first.addr}), hint)
+		listenAddr(listenKey{c.port, first.addr}), dualStack(first.addr, second.addr),
+		collisionHint(first, second))
 }
 
-// reportUnreachable reports rules hidden on every one of their ports by
-// rules that take every client first.
-func (d *decoder) reportUnreachable(shadowed map[*binder]*shadow) {
-	for b, sh := range shadowed {
-		r := b.src.rule
-		if sh.ports < int(r.LastPort)-int(r.FirstPort)+1 {
-			continue
-		}
-		d.errorf(b.block.LabelRanges[0], "Unreachable rule",
-			"rule %q is never reached: %s", r.Name, shadowers(r, sh))
+// collisionHint says how to resolve a collision of addresses on a port.
+func collisionHint(first, second *binder) string {
+	switch {
+	case !sharable(first, second):
+		return "use different ports"
+	case dualStack(first.addr, second.addr) != "":
+		return "to tell IPv4 from IPv6 clients, give both rules the same address " +
+			"and remote_addresses such as [\"0.0.0.0/0\"] and [\"::/0\"], or give " +
+			"each a specific address, or use different ports"
 	}
+	return "give both the same address or use different ports"
 }
 
-// shadowers says which rules hide r, and where.
-func shadowers(r *Rule, sh *shadow) string {
-	if len(sh.by) > 1 {
-		names := make([]string, len(sh.by))
-		for i, s := range sh.by {
-			names[i] = strconv.Quote(s.name)
-		}
-		return fmt.Sprintf("rules %s take every client on its ports first",
-			strings.Join(names, ", "))
+// dualStack explains, when a or b is written 0.0.0.0 or ::, that attlsd
+// binds it as a wildcard of both families, as Go does for any unspecified
+// address: net.Listen("tcp", "0.0.0.0:p") makes the same dual-stack
+// socket as "[::]:p" and takes IPv6 clients too. It is "" otherwise.
+func dualStack(a, b netip.Addr) string {
+	v4 := a == netip.IPv4Unspecified() || b == netip.IPv4Unspecified()
+	v6 := a == netip.IPv6Unspecified() || b == netip.IPv6Unspecified()
+	switch {
+	case v4 && v6:
+		return "0.0.0.0 and :: are the same socket, one dual-stack socket on " +
+			"every address, IPv4 and IPv6; "
+	case v4:
+		return "0.0.0.0 is a dual-stack socket on every address, IPv6 included; "
+	case v6:
+		return ":: is a dual-stack socket on every address, IPv4 included; "
 	}
-	where := fmt.Sprintf("port %d", r.FirstPort)
-	if r.LastPort != r.FirstPort {
-		where = fmt.Sprintf("ports %d-%d", r.FirstPort, r.LastPort)
-	}
-	return fmt.Sprintf("rule %q takes every client on %s first", sh.by[0].name, where)
+	return ""
 }

@@ -2,11 +2,13 @@ package policy
 
 import (
 	"crypto/tls"
-	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/attlsd/attlsd/internal/smallfile"
 )
 
 // policySchema lists the blocks of a policy file.
@@ -35,7 +37,7 @@ func LoadFiles(path string) (*Policy, []string, hcl.Diagnostics) {
 	if abs, err := filepath.Abs(path); err == nil {
 		file = abs
 	}
-	src, err := os.ReadFile(path)
+	src, err := smallfile.Read(path)
 	if err != nil {
 		return nil, []string{file}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -62,11 +64,11 @@ func Parse(src []byte, filename, baseDir string) (*Policy, hcl.Diagnostics) {
 
 func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnostics) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
-	if diags.HasErrors() {
+	if !soundTree(diags) {
 		// A broken syntax tree would only add confusing follow-on errors.
 		return nil, nil, sortDiagnostics(diags)
 	}
-	d := &decoder{filename: filename, baseDir: baseDir, diags: diags}
+	d := &decoder{filename: filename, baseDir: baseDir, diags: diags, now: time.Now()}
 	p := d.policy(file.Body)
 	d.diags = sortDiagnostics(d.diags)
 	if d.diags.HasErrors() {
@@ -79,6 +81,24 @@ func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnos
 	p.Files = d.files
 	p.Digest = policyDigest(src, p.Environments)
 	return p, d.files, d.diags
+}
+
+// redefined is the summary of hclsyntax's error for an attribute set
+// twice in one body. The parser keeps the first definition and the rest
+// of the tree intact, so decoding goes on and reports every other mistake
+// too. hcl has no typed error for it; testdata/attribute_redefined
+// notices if the wording changes.
+const redefined = "Attribute redefined"
+
+// soundTree reports whether the syntax tree that came with diags can be
+// decoded: no error at all, or only attributes set twice.
+func soundTree(diags hcl.Diagnostics) bool {
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && d.Summary != redefined {
+			return false
+		}
+	}
+	return true
 }
 
 // policy decodes the top-level body: environments first, since rules

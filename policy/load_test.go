@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -141,5 +142,43 @@ func TestParseSortsDiagnostics(t *testing.T) {
 			t.Fatalf("got line %d after line %d, want source order",
 				diags[i].Subject.Start.Line, diags[i-1].Subject.Start.Line)
 		}
+	}
+}
+
+// TestLoadSpecialFiles: a policy path that is not a regular file, or is
+// too large, is refused with a diagnostic about the whole file, at once:
+// a named pipe must not block the load, nor a device fill memory.
+func TestLoadSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	specialFiles(t, dir)
+	tests := []struct {
+		name, path, want string
+	}{
+		{"named pipe", filepath.Join(dir, "fifo.pem"), "is a named pipe, not a regular file"},
+		{"device", "/dev/zero", `"/dev/zero" is a character device, not a regular file`},
+		{"link to a device", filepath.Join(dir, "zero.pem"), "is a character device"},
+		{"folder", dir, "is a folder, not a regular file"},
+		{"too large", filepath.Join(dir, "huge.pem"), "is larger than 4 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan hcl.Diagnostics, 1)
+			go func() {
+				_, diags := Load(tt.path)
+				done <- diags
+			}()
+			var diags hcl.Diagnostics
+			select {
+			case diags = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("Load(%q) still blocked after 10s", tt.path)
+			}
+			got := FormatDiagnostics(diags)
+			want := tt.path + ": Cannot read policy: "
+			if !strings.HasPrefix(got, want) || !strings.Contains(got, tt.want) ||
+				strings.Count(got, "\n") != 1 {
+				t.Errorf("got %q, want one line %q... with %q", got, want, tt.want)
+			}
+		})
 	}
 }

@@ -222,7 +222,8 @@ func (d *decoder) destinations(attr *hcl.Attribute) (anyRemote bool, prefixes []
 		return false, nil
 	}
 	return false, d.prefixes(attr, "an empty list takes no destination; "+
-		"write remote_addresses = \"any\" for every address")
+		"write remote_addresses = \"any\" for every address",
+		"for every address write remote_addresses = \"any\", a string, not a list")
 }
 
 // stringValue returns attr's value when it is a known string, without

@@ -59,11 +59,27 @@ func (d *decoder) environmentRef(attr *hcl.Attribute, envs map[string]*envSource
 
 // serverCertificate checks that the environment can act as a TLS server.
 func (d *decoder) serverCertificate(es *envSource, attr *hcl.Attribute) {
-	if es.hasCertificate() {
+	if !es.hasCertificate() {
+		d.errorf(attr.Expr.Range(), "Missing certificate", "environment %q has no "+
+			"certificate and private_key, which an inbound TLS rule needs", es.env.Name)
 		return
 	}
-	d.errorf(attr.Expr.Range(), "Missing certificate", "environment %q has no "+
-		"certificate and private_key, which an inbound TLS rule needs", es.env.Name)
+	d.serverCertificateUsage(es, attr)
+}
+
+// serverCertificateUsage warns when an inbound rule would present a
+// certificate whose extended key usage leaves out server authentication,
+// such as a client certificate: clients that verify the server, Go's,
+// OpenSSL's (curl) and browsers among them, refuse it.
+func (d *decoder) serverCertificateUsage(es *envSource, attr *hcl.Attribute) {
+	pair := es.env.Pair
+	if pair == nil || allowsUsage(pair.Leaf, x509.ExtKeyUsageServerAuth) {
+		return
+	}
+	d.warnf(attr.Expr.Range(), "Certificate usage", "environment %q presents a "+
+		"certificate whose extended key usage leaves out server authentication; "+
+		"clients that verify the server, curl and browsers among them, will refuse it",
+		es.env.Name)
 }
 
 // clientCertificateUsage warns when an outbound rule would present a
@@ -71,7 +87,7 @@ func (d *decoder) serverCertificate(es *envSource, attr *hcl.Attribute) {
 // servers that verify client certificates, Go's among them, refuse it.
 func (d *decoder) clientCertificateUsage(es *envSource, attr *hcl.Attribute) {
 	pair := es.env.Pair
-	if pair == nil || allowsClientAuth(pair.Leaf) {
+	if pair == nil || allowsUsage(pair.Leaf, x509.ExtKeyUsageClientAuth) {
 		return
 	}
 	d.warnf(attr.Expr.Range(), "Certificate usage", "environment %q presents a "+
@@ -79,13 +95,13 @@ func (d *decoder) clientCertificateUsage(es *envSource, attr *hcl.Attribute) {
 		"servers that verify client certificates will refuse it", es.env.Name)
 }
 
-// allowsClientAuth reports whether c may authenticate a TLS client. A
-// certificate without extended key usage may serve any purpose.
-func allowsClientAuth(c *x509.Certificate) bool {
+// allowsUsage reports whether c may serve usage. A certificate without
+// extended key usage may serve any purpose.
+func allowsUsage(c *x509.Certificate, usage x509.ExtKeyUsage) bool {
 	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
 		return true
 	}
-	return slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) ||
+	return slices.Contains(c.ExtKeyUsage, usage) ||
 		slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
 }
 

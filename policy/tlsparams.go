@@ -209,20 +209,3 @@ func withNotEmulated(attrs ...hcl.AttributeSchema) []hcl.AttributeSchema {
 	}
 	return attrs
 }
-
-// maxNameLen bounds block names. A rule's name goes into every PROXY v2
-// header of its connections, whose writer takes at most 255 bytes there;
-// a longer one is refused here, at load, not at the first connection.
-const maxNameLen = 255
-
-// checkName refuses an empty or over-long block label.
-func (d *decoder) checkName(block *hcl.Block) {
-	switch name := block.Labels[0]; {
-	case name == "":
-		d.errorf(block.LabelRanges[0], "Invalid name",
-			"%s name is empty", block.Type)
-	case len(name) > maxNameLen:
-		d.errorf(block.LabelRanges[0], "Invalid name",
-			"%s name is %d bytes, longer than %d", block.Type, len(name), maxNameLen)
-	}
-}

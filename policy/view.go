@@ -26,6 +26,11 @@ import (
 //     The defaults are not listed: the curves are Go's, which vary with
 //     the Go release, and the suites are Go's ECDHE AEAD suites, which Go
 //     orders by the CPU's AES support;
+//   - cipher_suites_apply is false when tls_versions leaves out TLS 1.2:
+//     cipher_suites, listed or default, then choose nothing, since TLS 1.3
+//     suites are always Go's;
+//   - ports are strings everywhere: "8443", or a range such as
+//     "9000-9002" on a rule (a listener or an intercept has one port);
 //   - durations are Go duration strings such as "10s" or "1h30m".
 type View struct {
 	File         string            `json:"file"`
@@ -52,8 +57,12 @@ type EnvironmentView struct {
 	CipherSuites []string `json:"cipher_suites"` // IANA names, TLS 1.2
 	// CipherSuitesDefault is true when CipherSuites is empty: the ECDHE
 	// suites with AES-GCM or ChaCha20-Poly1305.
-	CipherSuitesDefault bool     `json:"cipher_suites_default"`
-	Curves              []string `json:"curves"`
+	CipherSuitesDefault bool `json:"cipher_suites_default"`
+	// CipherSuitesApply is false when TLSVersions leaves out TLS 1.2, the
+	// only version whose suites are configurable: the suites, listed or
+	// default, are then not used.
+	CipherSuitesApply bool     `json:"cipher_suites_apply"`
+	Curves            []string `json:"curves"`
 	// CurvesDefault is true when Curves is empty: Go chooses.
 	CurvesDefault    bool     `json:"curves_default"`
 	ALPN             []string `json:"alpn"`
@@ -134,13 +143,13 @@ type LimitsView struct {
 type InterceptView struct {
 	Name    string `json:"name"`
 	Address string `json:"address"` // an IP or "all"
-	Port    uint16 `json:"port"`
+	Port    string `json:"port"`    // one port, "15001"
 }
 
 // ListenerView is one socket attlsd binds.
 type ListenerView struct {
-	Address   string `json:"address"` // an IP or "all"
-	Port      uint16 `json:"port"`
+	Address   string `json:"address"`             // an IP or "all"
+	Port      string `json:"port"`                // one port, "8443"
 	Kind      string `json:"kind"`                // inbound, outbound or intercept
 	Intercept string `json:"intercept,omitempty"` // intercept listeners only
 	// Rules names the rules matched on the listener, in match order; on
@@ -209,7 +218,7 @@ func (p *Policy) View() View {
 		v.Listeners = append(v.Listeners, lv)
 		if l.Kind == ListenIntercept {
 			v.Intercepts = append(v.Intercepts,
-				InterceptView{Name: l.Intercept, Address: lv.Address, Port: l.Port})
+				InterceptView{Name: l.Intercept, Address: lv.Address, Port: lv.Port})
 		}
 	}
 	return v
@@ -223,6 +232,7 @@ func environmentView(e *Environment) EnvironmentView {
 		TLSVersions:         []string{},
 		CipherSuites:        []string{},
 		CipherSuitesDefault: len(e.CipherSuites) == 0,
+		CipherSuitesApply:   e.MinVersion <= tls.VersionTLS12,
 		Curves:              []string{},
 		CurvesDefault:       len(e.Curves) == 0,
 		ALPN:                orEmpty(e.ALPN),
@@ -373,7 +383,7 @@ func listenerView(l *Listener, transparent []*Rule) ListenerView {
 	host, _, _ := net.SplitHostPort(l.Addr)
 	v := ListenerView{
 		Address:   addressString(host, host != ""),
-		Port:      l.Port,
+		Port:      portRangeString(l.Port, l.Port),
 		Kind:      l.Kind.String(),
 		Intercept: l.Intercept,
 		Rules:     []string{},

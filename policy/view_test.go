@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -133,5 +134,96 @@ func TestFormatDuration(t *testing.T) {
 		if back, err := time.ParseDuration(got); err != nil || back != tt.d {
 			t.Errorf("ParseDuration(%q): got %s, %v; want %s", got, back, err, tt.d)
 		}
+	}
+}
+
+// TestViewTextAddress checks that show says what each listen address
+// takes: 0.0.0.0 and :: are dual-stack, like no address at all.
+func TestViewTextAddress(t *testing.T) {
+	tests := []struct {
+		name, attr, want string
+	}{
+		{"omitted", "", "all (IPv4 and IPv6)"},
+		{"IPv4 unspecified", `address = "0.0.0.0"`,
+			"0.0.0.0 (all addresses, IPv4 and IPv6: one dual-stack socket)"},
+		{"IPv6 unspecified", `address = "::"`,
+			":: (all addresses, IPv4 and IPv6: one dual-stack socket)"},
+		{"specific", `address = "127.0.0.1"`, "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := parseString(t, t.TempDir(), "inbound \"a\" {\n  port = 8443\n  "+
+				tt.attr+"\n  tls = false\n  backend = \"127.0.0.1:9080\"\n}\n")
+			var text strings.Builder
+			if err := p.View().WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("    %-*s %s\n", keyWidth, "address", tt.want)
+			if !strings.Contains(text.String(), want) {
+				t.Errorf("got:\n%s\nwant a line %q", text.String(), want)
+			}
+		})
+	}
+}
+
+// TestViewTextSuites: the cipher_suites line says whether the suites,
+// listed or default, apply at all.
+func TestViewTextSuites(t *testing.T) {
+	const suite = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+	tests := []struct {
+		name  string
+		env   EnvironmentView
+		want  []string
+		wantN int // lines
+	}{
+		{"default, TLS 1.2 on", EnvironmentView{CipherSuitesDefault: true, CipherSuitesApply: true},
+			[]string{"the default: ECDHE", "(TLS 1.2 only;"}, 2},
+		{"listed, TLS 1.2 on", EnvironmentView{CipherSuites: []string{suite}, CipherSuitesApply: true},
+			[]string{suite, "(TLS 1.2 only;"}, 2},
+		{"default, TLS 1.3 only", EnvironmentView{CipherSuitesDefault: true},
+			[]string{"do not apply: tls_versions leaves out TLS 1.2"}, 1},
+		{"listed, TLS 1.3 only", EnvironmentView{CipherSuites: []string{suite}},
+			[]string{suite, "(unused: tls_versions leaves out TLS 1.2"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := suitesText(tt.env)
+			if len(got) != tt.wantN {
+				t.Fatalf("got %q, want %d lines", got, tt.wantN)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("line %d: got %q, want it to start with %q", i+1, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestViewTextPrintable: a path or subject with a newline or a terminal
+// escape prints quoted on its own line, so it cannot forge output lines.
+func TestViewTextPrintable(t *testing.T) {
+	v := View{File: "/p/a\nb.hcl", Environments: []EnvironmentView{{
+		Name: "web",
+		Certificate: &CertificateView{File: "/c/\x1b[31mred.pem",
+			Subject: "CN=evil\nforged line"},
+		CipherSuitesDefault: true, CipherSuitesApply: true,
+	}}}
+	var text strings.Builder
+	if err := v.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	for _, want := range []string{
+		"policy \"/p/a\\nb.hcl\"\n",
+		" \"/c/\\x1b[31mred.pem\"\n",
+		" \"CN=evil\\nforged line\"\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("got:\n%s\nwant it to hold %q", out, want)
+		}
+	}
+	if strings.Contains(out, "\x1b") || strings.Contains(out, "\nforged") {
+		t.Errorf("got raw control characters in:\n%q", out)
 	}
 }

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -43,8 +45,13 @@ type textWriter struct {
 	err error
 }
 
-// line writes one formatted line.
+// line writes one formatted line, each string argument printable.
 func (t *textWriter) line(format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = printable(s)
+		}
+	}
 	if t.err == nil {
 		_, t.err = fmt.Fprintf(t.w, format+"\n", args...)
 	}
@@ -99,12 +106,7 @@ func (t *textWriter) environment(e EnvironmentView) {
 		t.field(4, "trust", e.Trust...)
 	}
 	t.field(4, "tls_versions", strings.Join(e.TLSVersions, ", "))
-	suites := append([]string{}, e.CipherSuites...)
-	if e.CipherSuitesDefault {
-		suites = []string{"the default: ECDHE with AES-GCM or ChaCha20-Poly1305"}
-	}
-	suites = append(suites, "(TLS 1.2 only; TLS 1.3 suites are always Go's)")
-	t.field(4, "cipher_suites", suites...)
+	t.field(4, "cipher_suites", suitesText(e)...)
 	if e.CurvesDefault {
 		t.field(4, "curves", "Go's defaults")
 	} else {
@@ -196,10 +198,43 @@ func (t *textWriter) listeners(ls []ListenerView) {
 	}
 }
 
-// address writes a listen address, saying what "all" means.
+// printable returns s quoted, escapes and all, when it holds a
+// character that names may not hold (see forbiddenRune), and s as it is
+// otherwise. A policy's names never hold one, but a path or a
+// certificate's subject may: a newline or a terminal escape in it would
+// forge or hide lines of the output.
+func printable(s string) string {
+	if _, i := forbiddenRune(s); i >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// suitesText lists an environment's TLS 1.2 suites, or says that they
+// are the default, and whether they apply at all.
+func suitesText(e EnvironmentView) []string {
+	const tls13 = "TLS 1.3 suites are always Go's"
+	switch {
+	case !e.CipherSuitesApply && e.CipherSuitesDefault:
+		return []string{"do not apply: tls_versions leaves out TLS 1.2, and " + tls13}
+	case !e.CipherSuitesApply:
+		return append(slices.Clone(e.CipherSuites),
+			"(unused: tls_versions leaves out TLS 1.2, and "+tls13+")")
+	case e.CipherSuitesDefault:
+		return []string{"the default: ECDHE with AES-GCM or ChaCha20-Poly1305",
+			"(TLS 1.2 only; " + tls13 + ")"}
+	}
+	return append(slices.Clone(e.CipherSuites), "(TLS 1.2 only; "+tls13+")")
+}
+
+// address writes a listen address, saying what "all" means, and that
+// 0.0.0.0 and :: mean the same (see dualStack).
 func address(a string) string {
-	if a == "all" {
+	switch a {
+	case "all":
 		return "all (IPv4 and IPv6)"
+	case "0.0.0.0", "::":
+		return a + " (all addresses, IPv4 and IPv6: one dual-stack socket)"
 	}
 	return a
 }
@@ -214,12 +249,12 @@ func remoteText(r Remote) []string {
 
 // hostPort writes an address and port as "127.0.0.1:8443", "[::1]:8443",
 // or "*:8443" for all addresses.
-func hostPort(addr string, port uint16) string {
+func hostPort(addr, port string) string {
 	switch {
 	case addr == "all":
 		addr = "*"
 	case strings.Contains(addr, ":"):
 		addr = "[" + addr + "]"
 	}
-	return fmt.Sprintf("%s:%d", addr, port)
+	return addr + ":" + port
 }

@@ -26,11 +26,9 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: attlsd certs init DIR [--hosts NAME,...]")
 		return 2
 	}
-	var extra []string
-	for _, h := range strings.Split(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			extra = append(extra, h)
-		}
+	extra, ok := hostList(*hosts, stderr)
+	if !ok {
+		return 2
 	}
 	files, err := certs.InitDev(fs.Arg(0), extra, time.Now())
 	if err != nil {
@@ -41,6 +39,24 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, f)
 	}
 	return 0
+}
+
+// hostList splits --hosts at commas, leaving out empty entries, and
+// prints one line for each host that cannot go into a certificate.
+func hostList(hosts string, stderr io.Writer) ([]string, bool) {
+	var out []string
+	ok := true
+	for _, h := range strings.Split(hosts, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if err := certs.CheckHost(h); err != nil {
+			fmt.Fprintln(stderr, "attlsd: certs init: --hosts:", err)
+			ok = false
+		}
+		out = append(out, h)
+	}
+	return out, ok
 }
 
 // reorder moves flags before positional arguments, so that both

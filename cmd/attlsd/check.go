@@ -30,15 +30,21 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %s\n", file, count(diags))
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d environments, %d inbound rules, %d outbound rules, %d listeners%s\n",
-		file, len(p.Environments), len(p.Inbound), len(p.Outbound), len(p.Listeners), warnings(diags))
+	fmt.Fprintf(stdout, "%s: ok: %s, %s, %s, %s%s\n", file,
+		counted(len(p.Environments), "environment"), counted(len(p.Inbound), "inbound rule"),
+		counted(len(p.Outbound), "outbound rule"), counted(len(p.Listeners), "listener"),
+		warnings(diags))
 	return 0
+}
+
+// counted writes "1 listener" or "2 listeners".
+func counted(n int, word string) string {
+	return fmt.Sprintf("%d %s", n, plural(n, word))
 }
 
 // count summarises diagnostics as "2 errors, 1 warning".
 func count(diags hcl.Diagnostics) string {
-	e := len(diags.Errs())
-	return fmt.Sprintf("%d %s%s", e, plural(e, "error"), warnings(diags))
+	return counted(len(diags.Errs()), "error") + warnings(diags)
 }
 
 // warnings returns ", N warnings" or "".
@@ -47,9 +53,10 @@ func warnings(diags hcl.Diagnostics) string {
 	if w == 0 {
 		return ""
 	}
-	return fmt.Sprintf(", %d %s", w, plural(w, "warning"))
+	return ", " + counted(w, "warning")
 }
 
+// plural returns word, with an s unless n is 1.
 func plural(n int, word string) string {
 	if n == 1 {
 		return word

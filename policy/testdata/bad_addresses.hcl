@@ -12,6 +12,13 @@ inbound "remotes" {
   backend          = "127.0.0.1:9080"
 }
 
+inbound "any_remotes" {
+  port             = 8446
+  remote_addresses = ["any"]
+  tls              = false
+  backend          = "127.0.0.1:9080"
+}
+
 inbound "empty_remotes" {
   port             = 8445
   remote_addresses = []

@@ -62,6 +62,12 @@ outbound "number" {
   environment      = "public"
 }
 
+outbound "any_in_list" {
+  remote_ports     = 443
+  remote_addresses = ["any"]
+  environment      = "public"
+}
+
 intercept "netfilter" {
   port = 15001
 }

@@ -48,3 +48,18 @@ inbound "lo6" {
   tls     = false
   backend = "127.0.0.1:9080"
 }
+
+# 0.0.0.0 is dual-stack in attlsd, as in Go: it takes IPv6 clients too.
+inbound "zeros" {
+  port    = 7100
+  address = "0.0.0.0"
+  tls     = false
+  backend = "127.0.0.1:9080"
+}
+
+inbound "v6_loopback" {
+  port    = 7100
+  address = "::1"
+  tls     = false
+  backend = "127.0.0.1:9080"
+}

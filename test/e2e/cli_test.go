@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -255,6 +257,28 @@ func TestCertsInit(t *testing.T) {
 	}
 }
 
+// TestCertsInitBadHosts: --hosts entries that are neither an IP address
+// nor a DNS name are refused, each named on its own line, and nothing is
+// written.
+func TestCertsInitBadHosts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	stdout, stderr, code := run(t, "", attlsdBin, "certs", "init", dir,
+		"--hosts", "bad name,1.2.3.999,app.example.test")
+	if code != 2 || stdout != "" {
+		t.Errorf("attlsd certs init: got exit %d, stdout %q; want 2 and nothing", code, stdout)
+	}
+	want := "attlsd: certs init: --hosts: host \"bad name\" is neither an IP address " +
+		"nor a DNS name (letters, digits and hyphens in dot-separated labels, " +
+		"optionally \"*.\" first)\n" +
+		"attlsd: certs init: --hosts: host \"1.2.3.999\" is not a valid IPv4 address\n"
+	if stderr != want {
+		t.Errorf("stderr: got %q, want %q", stderr, want)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: got %v, want it not made", dir, err)
+	}
+}
+
 // TestVersion checks that attlsd version prints a version and exits 0.
 func TestVersion(t *testing.T) {
 	stdout, stderr, code := run(t, "", attlsdBin, "version")
@@ -351,6 +375,46 @@ func TestConsoleLog(t *testing.T) {
 				if !strings.Contains(plain, w) {
 					t.Errorf("console line: got %q, want it to hold %q", plain, w)
 				}
+			}
+		})
+	}
+}
+
+// TestSpecialFiles runs attlsd check and run on a policy that is a named
+// pipe or a device, and check on one that names such files: each is
+// refused at once with a message that says what the file is, where a
+// plain read would block on the pipe or fill memory from the device.
+func TestSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	copyCerts(t, filepath.Join(dir, "certs"))
+	fifo := filepath.Join(dir, "fifo.hcl")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	names := filepath.Join(dir, "names.hcl")
+	writeFile(t, names, strings.NewReplacer("certs/server.pem", fifo,
+		"certs/ca.pem", "/dev/zero").Replace(goodPolicy))
+
+	tests := []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"check-fifo", []string{"check", fifo}, fifo + `: Cannot read policy: "` + fifo +
+			`" is a named pipe, not a regular file`},
+		{"check-device", []string{"check", "/dev/zero"},
+			`/dev/zero: Cannot read policy: "/dev/zero" is a character device`},
+		{"check-names-them", []string{"check", names}, names + `:2:17: Cannot load certificate: ` +
+			`read certificate: "` + fifo + `" is a named pipe`},
+		{"show-device", []string{"show", "/dev/zero"}, `is a character device`},
+		{"run-fifo", []string{"run", "--policy", fifo}, `is a named pipe, not a regular file`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := run(t, "", attlsdBin, tt.args...)
+			if code != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("attlsd %s: got exit %d, stderr %q; want 1 and %q",
+					strings.Join(tt.args, " "), code, stderr, tt.want)
 			}
 		})
 	}

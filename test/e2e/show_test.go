@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,6 +121,14 @@ func TestShowJSON(t *testing.T) {
 			v.Outbound)
 	}
 
+	var raw any
+	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if n := checkPortsAreStrings(t, "", raw); n != 8 {
+		t.Errorf("port keys: got %d, want 8 (3 rules, 1 remote_ports, 1 intercept, 3 listeners)", n)
+	}
+
 	key, err := os.ReadFile(filepath.Join(filepath.Dir(file), "certs", "server-key.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +137,31 @@ func TestShowJSON(t *testing.T) {
 	if strings.Contains(stdout, "PRIVATE KEY") || strings.Contains(stdout, body) {
 		t.Errorf("the JSON view holds key material:\n%s", stdout)
 	}
+}
+
+// checkPortsAreStrings checks that every "port" and "remote_ports" key in
+// the JSON value v, at any depth, holds a string, and returns how many
+// there are.
+func checkPortsAreStrings(t *testing.T, path string, v any) int {
+	t.Helper()
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if k == "port" || k == "remote_ports" {
+				n++
+				if _, ok := e.(string); !ok {
+					t.Errorf("%s.%s: got %T %v, want a string", path, k, e, e)
+				}
+			}
+			n += checkPortsAreStrings(t, path+"."+k, e)
+		}
+	case []any:
+		for i, e := range v {
+			n += checkPortsAreStrings(t, fmt.Sprintf("%s[%d]", path, i), e)
+		}
+	}
+	return n
 }
 
 // TestShowErrors: a broken policy gives check's diagnostics on stderr,
