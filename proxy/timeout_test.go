@@ -136,13 +136,19 @@ func TestMaxConnections(t *testing.T) {
 	if n := refusedOf(s, rule.Name, "max_connections"); n != 1 {
 		t.Errorf("refusals counted for max_connections: got %d, want 1", n)
 	}
-	found := false
-	for _, l := range logs.lines() {
-		if r, _ := l["reason"].(string); strings.Contains(r, "max_connections of 2") && l["level"] == "warn" {
-			found = true
+	// The line is written just after the client's socket closes.
+	warned := func() bool {
+		for _, l := range logs.lines() {
+			if r, _ := l["reason"].(string); strings.Contains(r, "max_connections of 2") && l["level"] == "warn" {
+				return true
+			}
 		}
+		return false
 	}
-	if !found {
+	for deadline := time.Now().Add(5 * time.Second); !warned() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !warned() {
 		t.Errorf("no warn line naming max_connections")
 	}
 
