@@ -79,6 +79,12 @@ func runCmd(args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	// A daemon outlives whatever reads its log. Go kills a program that
+	// writes to a closed pipe on stdout or stderr (os/signal, "SIGPIPE")
+	// unless SIGPIPE is handled; ignored, the write fails with EPIPE and
+	// that log line is lost, while every connection goes on.
+	signal.Ignore(syscall.SIGPIPE)
+
 	// Signals are caught from here on: one that arrives while starting
 	// must stop attlsd cleanly, not kill it with the default action.
 	sigs := make(chan os.Signal, 4)
