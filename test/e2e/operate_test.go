@@ -382,17 +382,25 @@ func lookupOne(u string) error {
 }
 
 // TestBackendFailureMetric: a backend that cannot be reached is counted
-// by rule and reason.
+// by rule and reason: refused, no socket, or no answer within the rule's
+// connect_timeout.
 func TestBackendFailureMetric(t *testing.T) {
 	tests := []struct {
-		name, backend, reason string
+		name      string
+		backend   func(t *testing.T) string
+		ruleAttrs []string
+		reason    string
 	}{
-		{"tcp", "127.0.0.1:" + itoa(freePorts(t, "127.0.0.1", 1)[0]), "connect_refused"},
-		{"unix", "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock"), "no_socket"},
+		{"tcp", closedEndpoint, nil, "connect_refused"},
+		{"unix", func(t *testing.T) string {
+			return "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock")
+		}, nil, "no_socket"},
+		{"tcp-unanswering", unansweringBackend, []string{`connect_timeout = "1s"`},
+			"connect_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, admin := adminDaemon(t, tt.backend, "", nil)
+			d, admin := adminDaemon(t, tt.backend(t), "", tt.ruleAttrs)
 			c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
 			waitClosed(t, c)
 			d.closeLine(t, c.LocalAddr().String())
