@@ -64,13 +64,24 @@ func (c *conn) serve(ctx context.Context, p *policy.Policy, l *policy.Listener) 
 	case policy.ListenInbound:
 		err = c.inbound(ctx, l)
 	case policy.ListenOutbound:
-		err = c.portMapped(ctx, l)
+		err = c.endApp(c.portMapped(ctx, l))
 	case policy.ListenIntercept:
-		err = c.intercepted(ctx, p)
+		err = c.endApp(c.intercepted(ctx, p))
 	}
 	if err != errHandedOff {
 		c.finish(err)
 	}
+}
+
+// endApp ends in order the connection of an app whose outbound
+// connection failed before its relay (err not nil), as inbound does for
+// a client whose backend failed: the app has usually sent its request,
+// and a plain close with that unread would reset the connection.
+func (c *conn) endApp(err error) error {
+	if err != nil && err != errHandedOff {
+		closeCleanly(c.raw)
+	}
+	return err
 }
 
 // errHandedOff says that a relay owns the connection now and finishes it.
