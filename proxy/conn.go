@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,9 @@ type conn struct {
 	// with the client's: a relay blocked writing to a peer that stopped
 	// reading wakes only when its own socket closes.
 	up net.Conn
+	// cutBy is the reason Close gave when it cut the connection, under
+	// Server.connMu; empty while it was not cut.
+	cutBy string
 
 	in  atomic.Int64 // client to backend
 	out atomic.Int64 // backend to client
@@ -97,9 +101,11 @@ func (c *conn) relay(client, backend side, rule *policy.Rule, done func(error)) 
 	return errHandedOff
 }
 
-// abort ends the connection now: its relay if one runs, its client
-// socket and its upstream socket. s.connMu must be held (c.up).
-func (c *conn) abort() {
+// abort ends the connection now, for reason: its relay if one runs
+// (cut, see relay.abort), its client socket and its upstream socket.
+// s.connMu must be held (c.up, c.cutBy).
+func (c *conn) abort(reason string) {
+	c.cutBy = reason
 	if r := c.rl.Load(); r != nil {
 		r.abort()
 	}
@@ -263,16 +269,25 @@ func (c *conn) finish(err error) {
 	// Closed once counted, so a client that sees the end finds it in the
 	// metrics.
 	c.raw.Close()
-	reason := "closed"
-	if err != nil {
-		reason = err.Error()
-	}
 	ev.Int64(logkey.BytesIn, c.in.Load()).
 		Int64(logkey.BytesOut, c.out.Load()).
 		Dur(logkey.Duration, time.Since(c.start)).
-		Str(logkey.Reason, reason).
+		Str(logkey.Reason, c.reason(err)).
 		Msg("connection closed")
 	if c.end != nil {
 		c.end()
 	}
+}
+
+// reason is the close line's reason for err, on one line: "closed" for a
+// clean end, Close's reason for a connection it cut (what the relay saw
+// then is only its sockets closing under it), else the error.
+func (c *conn) reason(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	if cut := c.s.cutReason(c); cut != "" {
+		return cut
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

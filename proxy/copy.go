@@ -45,7 +45,9 @@ type side struct {
 // directions have ended. An end of stream in one direction is passed on
 // as a half-close, so the other direction keeps flowing (a client that
 // sends a request and then FIN still gets the whole response). Any error
-// in either direction closes both connections.
+// in either direction, a silence limit or Close cuts the relay: both
+// connections close so that each peer can tell the stream was cut (see
+// abort).
 //
 // A relay owns no goroutine of its own: each direction runs on one while
 // bytes flow and parks when the relay goes quiet (see parker), and the
@@ -104,7 +106,7 @@ func (r *relay) ended(i int, err error) {
 		r.nudge(&r.dirs[1-i])
 	}
 	if r.left.Add(-1) == 0 {
-		r.abort()
+		r.shut(false)
 		r.stopGuard()
 		r.done(r.cause())
 	}
@@ -117,20 +119,29 @@ func (r *relay) nudge(d *direction) {
 	parking.unpark(d)
 }
 
-// abort closes both connections once, and starts parked directions so
-// that they see it and end.
+// abort cuts the relay: it closes both connections so that neither peer
+// takes the stream for a whole one (see closeCut), and starts parked
+// directions so that they see it and end.
 //
-// It sends no close_notify. A direction that ended in order has sent its
-// own (closeWrite); a connection cut by a failure on the other side or
-// by a timeout must not look ended in order, or its peer would take a
-// stream cut short, an answer whose body runs to the end of the
-// connection say, for a whole one (RFC 8446 6.1). A bare FIN or reset is
-// what TLS peers treat as a possible truncation.
-func (r *relay) abort() {
+// A connection cut by a failure on the other side or by a timeout must
+// not look ended in order, or its peer would take a stream cut short, an
+// answer whose body runs to the end of the connection say, for a whole
+// one (RFC 8446 6.1).
+func (r *relay) abort() { r.shut(true) }
+
+// shut closes both connections once: cut (see closeCut), or, once both
+// directions have ended in order, at once. Either way it sends no
+// close_notify: a direction that ended in order has sent its own
+// (closeWrite).
+func (r *relay) shut(cut bool) {
 	r.abortOnce.Do(func() {
 		r.aborted.Store(true)
-		closeNow(r.client.conn)
-		closeNow(r.backend.conn)
+		closeSide := closeNow
+		if cut {
+			closeSide = closeCut
+		}
+		closeSide(r.client.conn)
+		closeSide(r.backend.conn)
 		for i := range r.dirs {
 			parking.unpark(&r.dirs[i])
 		}
@@ -141,6 +152,26 @@ func (r *relay) abort() {
 func closeNow(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
+	}
+	c.Close()
+}
+
+// closeCut closes c, one side of a cut relay, so that its peer sees the
+// cut. A TLS peer sees its stream end without close_notify, which TLS
+// peers treat as a possible truncation. A cleartext peer has no such
+// word: a FIN would end its stream as if complete, so a TCP socket is
+// reset instead (SO_LINGER 0, RFC 793 3.5 ABORT), dropping what it has
+// not sent yet. A UNIX socket cannot be reset; it is closed.
+func closeCut(c net.Conn) {
+	if _, ok := c.(*tls.Conn); ok {
+		closeNow(c)
+		return
+	}
+	if s, ok := c.(*sock); ok {
+		c = s.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 	c.Close()
 }
@@ -161,7 +192,10 @@ func (r *relay) cause() error {
 	if errOut != nil && !errors.Is(errOut, net.ErrClosed) {
 		return errOut
 	}
-	return errors.Join(errIn, errOut)
+	if errIn != nil {
+		return errIn // the log line's reason is one line: no errors.Join
+	}
+	return errOut
 }
 
 // errParked ends a direction's goroutine while the direction lives on in

@@ -127,9 +127,9 @@ func runCmd(args []string, stderr io.Writer) int {
 	go memtrim.Run(ctx, srv.Accepted, memtrim.Quiet, nil)
 
 	wait(log, sigs, r)
-	drain(log, srv, sigs, *o.drainTimeout)
+	why := drain(log, srv, sigs, *o.drainTimeout)
 	stop()
-	closeAll(log, srv, done, sigs)
+	closeAll(log, srv, done, sigs, why)
 	log.Info().Msg("attlsd stopped")
 	return 0
 }
@@ -165,9 +165,11 @@ func wait(log zerolog.Logger, sigs <-chan os.Signal, r *reload.Reloader) {
 
 // drain stops accepting and lets open connections finish, for at most
 // timeout; a second SIGINT or SIGTERM cuts it short. The caller then
-// closes what is left. Readiness fails before the "draining" line is
-// written, so nothing that reads the log sees attlsd still ready.
-func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout time.Duration) {
+// closes what is left, for the reason drain returns. Readiness fails
+// before the "draining" line is written, so nothing that reads the log
+// sees attlsd still ready.
+func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal,
+	timeout time.Duration) string {
 	srv.Drain()
 	log.Info().Int(logkey.Open, srv.Open()).Dur(logkey.DrainTimeout, timeout).
 		Msg("draining: no new connections; open ones may finish")
@@ -181,15 +183,16 @@ func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout
 			if err != nil {
 				log.Warn().Int(logkey.Open, srv.Open()).
 					Msg("drain timeout reached; closing the remaining connections")
+				return "drain timeout: closed by attlsd"
 			}
-			return
+			return "closed by attlsd at shutdown"
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				continue
 			}
 			log.Warn().Str("signal", sig.String()).Int(logkey.Open, srv.Open()).
 				Msg("second signal; closing every connection now")
-			return
+			return "second signal: closed by attlsd at shutdown"
 		}
 	}
 }
@@ -201,18 +204,19 @@ const closeGrace = 2 * time.Second
 
 // closer is what closeAll stops: a *proxy.Server.
 type closer interface {
-	Close() error
+	CloseFor(reason string) error
 	Open() int
 }
 
 // closeAll waits for the reloader to stop (done), closes every connection
-// and waits for their goroutines, at most closeGrace; one more SIGINT or
-// SIGTERM ends the wait at once.
-func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan os.Signal) {
+// for reason and waits for their goroutines, at most closeGrace; one more
+// SIGINT or SIGTERM ends the wait at once.
+func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan os.Signal,
+	reason string) {
 	closed := make(chan struct{})
 	go func() {
 		<-done
-		srv.Close()
+		srv.CloseFor(reason)
 		close(closed)
 	}()
 	grace := time.NewTimer(closeGrace)

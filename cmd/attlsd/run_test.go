@@ -80,8 +80,8 @@ func TestDrainNotReadyBeforeLog(t *testing.T) {
 // goroutine were held by something unforeseen.
 type stuckCloser struct{ release chan struct{} }
 
-func (s stuckCloser) Close() error { <-s.release; return nil }
-func (stuckCloser) Open() int      { return 1 }
+func (s stuckCloser) CloseFor(string) error { <-s.release; return nil }
+func (stuckCloser) Open() int               { return 1 }
 
 // TestCloseAllDoesNotHang: a stop never waits on the connections'
 // goroutines for ever: closeAll returns at the next signal, or after its
@@ -106,7 +106,7 @@ func TestCloseAllDoesNotHang(t *testing.T) {
 			}
 			returned := make(chan struct{})
 			go func() {
-				closeAll(zerolog.Nop(), srv, done, sigs)
+				closeAll(zerolog.Nop(), srv, done, sigs, "test")
 				close(returned)
 			}()
 			select {
