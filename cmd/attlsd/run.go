@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -99,19 +100,25 @@ func runCmd(args []string, stderr io.Writer) int {
 
 	srv := proxy.New(p, log)
 	r := reload.New(*o.file, srv, p, files, watch, log)
-	var adm *http.Server
+	var m *metrics.Metrics
 	if adminAddr != "" {
-		m := metrics.New(srv)
+		m = metrics.New(srv) // it observes connections from the first
 		r.OnReload = m.Reloaded
-		if adm, err = serveAdmin(adminAddr, admin.Handler(srv, r, m.Handler(), policyView)); err != nil {
-			log.Error().Err(err).Msg("cannot start the admin endpoint")
-			return 1
-		}
-		defer adm.Close()
 	}
 	if err := srv.Start(); err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
+	}
+	// Bound after the policy's listeners, so that an --admin port that is
+	// also a rule's fails as the admin endpoint's, not as the rule's.
+	if adminAddr != "" {
+		adm, err := serveAdmin(adminAddr, admin.Handler(srv, r, m.Handler(), policyView))
+		if err != nil {
+			log.Error().Err(err).Msg("cannot start the admin endpoint")
+			srv.Close()
+			return 1
+		}
+		defer adm.Close()
 	}
 	gen, _ := srv.Generation()
 	log.Info().Str(logkey.Version, version()).Str(logkey.Policy, p.File).
@@ -141,8 +148,12 @@ func policyView(p *policy.Policy) any { return p.View() }
 // serveAdmin binds the admin endpoint and serves it in the background.
 func serveAdmin(addr string, h http.Handler) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
+	var op *net.OpError
+	if errors.As(err, &op) { // its text repeats the address
+		err = op.Err
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen on %s for the admin endpoint (--admin): %w", addr, err)
 	}
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go s.Serve(ln)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,4 +75,36 @@ func startWithLogReader(t *testing.T, cmd *exec.Cmd, ready string) <-chan error 
 		t.Fatalf("attlsd log: no line with %q (%v)", ready, sc.Err())
 	}
 	return exited
+}
+
+// TestAdminPortTaken gives --admin a port that cannot be bound: the
+// port of the policy's own rule, or one another process holds. attlsd
+// must refuse to start and blame the admin endpoint, not the rule.
+func TestAdminPortTaken(t *testing.T) {
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	tests := []struct {
+		name  string
+		admin func(rulePort int) string
+	}{
+		{"rule-port", func(rulePort int) string { return itoa(rulePort) }},
+		{"held-elsewhere", func(int) string { return holder.Addr().String() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freePorts(t, "127.0.0.1", 1)[0]
+			file := filepath.Join(t.TempDir(), "policy.hcl")
+			writeFile(t, file, environment()+inbound("web", port, "127.0.0.1:1"))
+			_, stderr, code := run(t, "", attlsdBin, "run", "--policy", file,
+				"--admin", tt.admin(port))
+			if code != 1 || !strings.Contains(stderr, "for the admin endpoint") ||
+				strings.Contains(stderr, `for rule \"web\"`) {
+				t.Errorf("attlsd run: got exit %d, stderr:\n%s\nwant 1, blaming the admin "+
+					"endpoint and not rule \"web\"", code, stderr)
+			}
+		})
+	}
 }
