@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -35,13 +36,13 @@ type runOptions struct {
 }
 
 // runFlags defines attlsd run's flags.
-func runFlags(stderr io.Writer) (*flag.FlagSet, runOptions) {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runFlags() (*flag.FlagSet, runOptions) {
+	fs := newFlags("run", runUsage)
 	return fs, runOptions{
-		file:   fs.String("policy", "", "policy file (HCL)"),
-		format: fs.String("log-format", "json", "json or console"),
-		level:  fs.String("log-level", "info", "debug, info, warn or error"),
+		file: fs.String("policy", "", "policy `file` (HCL)"),
+		format: fs.String("log-format", "json", "json, or console: zerolog's form for people, "+
+			"in colour when stderr is a terminal"),
+		level: fs.String("log-level", "info", logLevelList),
 		watch: fs.String("watch", "auto", "how policy and certificate changes are noticed: "+
 			"auto (inotify, polling if unavailable), poll, or off (SIGHUP only)"),
 		admin: fs.String("admin", "", "admin endpoint `address` (a port alone means loopback); "+
@@ -53,14 +54,19 @@ func runFlags(stderr io.Writer) (*flag.FlagSet, runOptions) {
 
 // runCmd loads the policy, binds its listeners and serves until SIGINT or
 // SIGTERM, then drains.
-func runCmd(args []string, stderr io.Writer) int {
-	fs, o := runFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *o.file == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, runUsage)
-		return 2
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs, o := runFlags()
+	operands, code, ok := parseArgs(fs, args, stdout, stderr)
+	switch {
+	case !ok:
+		return code
+	case len(operands) != 0:
+		return usageError(fs, stderr, fmt.Sprintf("unexpected argument %q", operands[0]))
+	case *o.file == "":
+		return usageError(fs, stderr, "--policy is required")
+	case *o.drainTimeout < 0:
+		return usageError(fs, stderr, fmt.Sprintf("--drain-timeout %s is negative; "+
+			"0 closes open connections at once", *o.drainTimeout))
 	}
 	watch, err := reload.ParseWatch(*o.watch)
 	if err != nil {
@@ -248,17 +254,24 @@ func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan 
 	}
 }
 
+// logLevels are the --log-level values, as zerolog names them.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// logLevelList is logLevels for people.
+const logLevelList = "trace, debug, info, warn or error"
+
 // newLogger builds the daemon's logger: JSON lines, or zerolog's console
-// form for people.
+// form for people, coloured only on a terminal: escape codes in a file or
+// a journal are noise.
 func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("unknown --log-level %q", level)
+	if !slices.Contains(logLevels, level) {
+		return zerolog.Logger{}, fmt.Errorf("unknown --log-level %q (%s)", level, logLevelList)
 	}
+	lvl, _ := zerolog.ParseLevel(level)
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
 	default:
 		return zerolog.Logger{}, fmt.Errorf("unknown --log-format %q (json or console)", format)
 	}

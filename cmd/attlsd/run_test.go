@@ -20,9 +20,9 @@ import (
 // TestUsageNamesEveryRunFlag: both synopses of attlsd run, the one of
 // attlsd help and the one of a bad run command line, name every flag.
 func TestUsageNamesEveryRunFlag(t *testing.T) {
-	fs, _ := runFlags(io.Discard)
+	fs, _ := runFlags()
 	var bad bytes.Buffer
-	runCmd(nil, &bad)
+	runCmd(nil, io.Discard, &bad)
 	for name, text := range map[string]string{"attlsd help": usage, "attlsd run": bad.String()} {
 		fs.VisitAll(func(f *flag.Flag) {
 			if !strings.Contains(text, "--"+f.Name) {

@@ -325,6 +325,37 @@ func TestConnectionsFilter(t *testing.T) {
 	}
 }
 
+// TestConnectionsBadFilter: a filter of /connections with a value it
+// cannot take is refused with 400 and what it takes, rather than
+// matching nothing.
+func TestConnectionsBadFilter(t *testing.T) {
+	_, admin := adminDaemon(t, "127.0.0.1:1", "", nil)
+	tests := []struct {
+		name  string
+		query url.Values
+		want  []string // in the answer's body
+	}{
+		{"direction", url.Values{"direction": {"sideways"}},
+			[]string{`"sideways"`, "inbound", "outbound"}},
+		{"peer", url.Values{"peer": {"nonsense"}}, []string{"peer"}},
+		{"local port", url.Values{"local": {"127.0.0.1:http"}}, []string{"local", `"http"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := get(t, admin+"/connections?"+tt.query.Encode())
+			if code != http.StatusBadRequest {
+				t.Errorf("/connections?%s: got %d %q, want 400", tt.query.Encode(), code, body)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("/connections?%s: got body %q, want it to name %s",
+						tt.query.Encode(), body, w)
+				}
+			}
+		})
+	}
+}
+
 // proxyConn is the part of a /connections entry the tests read.
 type proxyConn struct {
 	Client  string `json:"client"`
