@@ -188,9 +188,10 @@ func (c *conn) upstream(u net.Conn) {
 	c.s.attach(c, u)
 }
 
-// ruleTimeouts returns the silence bounds of rule for one relay.
+// ruleTimeouts returns the silence and write bounds of rule for one relay.
 func ruleTimeouts(rule *policy.Rule) *timeouts {
-	return &timeouts{idle: rule.IdleTimeout, halfClose: rule.HalfCloseTimeout}
+	return &timeouts{idle: rule.IdleTimeout, halfClose: rule.HalfCloseTimeout,
+		write: rule.WriteTimeout}
 }
 
 // remoteFailed counts a failure on the far side: an outbound endpoint's

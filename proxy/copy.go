@@ -62,9 +62,12 @@ type relay struct {
 	abortOnce       sync.Once
 	done            func(error)
 
-	guardMu sync.Mutex
-	guard   *time.Timer // see relay.check; nil until a silence limit applies
-	silent  error       // the silence limit the guard ended the relay on
+	guardMu  sync.Mutex
+	guard    *time.Timer // see relay.check; nil until a limit applies
+	guardAt  time.Time   // when the guard fires; zero: not set
+	silent   error       // the limit the guard ended the relay on
+	marks    [2]stallMark
+	watching atomic.Bool // the guard watches writes (see watchWrites); set under guardMu
 }
 
 // newRelay prepares a relay. in and out count the bytes delivered to the
@@ -211,6 +214,10 @@ type direction struct {
 	r        reader
 	armed    bool      // src is registered with the parker (guarded by its lock)
 	running  time.Time // when the current run began
+	// writes counts the writes begun and busy marks one that has not
+	// returned, for the write timeout (see stall.go).
+	writes atomic.Uint64
+	busy   atomic.Bool
 }
 
 // run copies until the source ends, fails or parks. It runs again, on a
@@ -246,7 +253,10 @@ func (d *direction) copy() error {
 					return err
 				}
 			}
-			return closeWrite(d.dst)
+			d.startWrite() // close_notify is a write too
+			err := closeWrite(d.dst)
+			d.endWrite()
+			return err
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
 			if err := d.quiet(); err != nil {
 				return err
@@ -279,7 +289,9 @@ func (d *direction) forward(data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
+	d.startWrite()
 	nw, err := d.dst.conn.Write(data)
+	d.endWrite()
 	d.n.Add(int64(nw))
 	if err != nil {
 		return fmt.Errorf("write to %s: %w", d.dst.name, err)
