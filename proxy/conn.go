@@ -267,13 +267,14 @@ func (c *conn) finish(err error) {
 	if c.rule != nil {
 		c.s.release(c)
 	}
+	reason := c.reason(err)
 	// Closed once counted, so a client that sees the end finds it in the
 	// metrics.
 	c.raw.Close()
 	ev.Int64(logkey.BytesIn, c.in.Load()).
 		Int64(logkey.BytesOut, c.out.Load()).
 		Dur(logkey.Duration, time.Since(c.start)).
-		Str(logkey.Reason, c.reason(err)).
+		Str(logkey.Reason, reason).
 		Msg("connection closed")
 	if c.end != nil {
 		c.end()

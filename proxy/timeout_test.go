@@ -137,11 +137,14 @@ func TestMaxConnections(t *testing.T) {
 	if n := refusedOf(s, rule.Name, "max_connections"); n != 1 {
 		t.Errorf("refusals counted for max_connections: got %d, want 1", n)
 	}
+	// The line comes just after the client sees its connection closed.
 	found := false
-	for _, l := range logs.lines() {
-		if r, _ := l["reason"].(string); strings.Contains(r, "max_connections of 2") && l["level"] == "warn" {
-			found = true
+	for wait := time.Now().Add(5 * time.Second); !found && time.Now().Before(wait); {
+		for _, l := range logs.lines() {
+			r, _ := l["reason"].(string)
+			found = found || strings.Contains(r, "max_connections of 2") && l["level"] == "warn"
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if !found {
 		t.Errorf("no warn line naming max_connections")
