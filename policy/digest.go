@@ -36,8 +36,8 @@ func ruleDigest(r *Rule) [32]byte {
 	fmt.Fprintf(h, "endpoint=%s name=%q remote=%d-%d any=%t connect=%s\n",
 		r.Endpoint, r.ServerName, r.FirstRemotePort, r.LastRemotePort, r.AnyRemote,
 		r.ConnectTimeout)
-	fmt.Fprintf(h, "max=%d idle=%s half_close=%s\n", r.MaxConnections, r.IdleTimeout,
-		r.HalfCloseTimeout)
+	fmt.Fprintf(h, "max=%d idle=%s half_close=%s write=%s\n", r.MaxConnections,
+		r.IdleTimeout, r.HalfCloseTimeout, r.WriteTimeout)
 	if r.Environment != nil {
 		h.Write(r.Environment.Digest[:])
 	}

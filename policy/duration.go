@@ -18,6 +18,7 @@ var maxDurations = map[string]time.Duration{
 	"connect_timeout":    time.Hour,
 	"idle_timeout":       365 * 24 * time.Hour,
 	"half_close_timeout": 365 * 24 * time.Hour,
+	"write_timeout":      365 * 24 * time.Hour,
 }
 
 // durationSyntax matches what time.ParseDuration reads, whatever the

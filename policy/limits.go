@@ -12,6 +12,10 @@ import (
 // half-closed connection may stay silent when a rule does not say.
 const DefaultHalfCloseTimeout = 60 * time.Second
 
+// DefaultWriteTimeout bounds how long a write to either peer of a
+// connection may go without progress when a rule does not say.
+const DefaultWriteTimeout = 60 * time.Second
+
 // maxMaxConnections is the largest max_connections: far above what one
 // process can hold open, and small enough for any int.
 const maxMaxConnections = math.MaxInt32
@@ -23,6 +27,7 @@ var limitAttrs = []hcl.AttributeSchema{
 	{Name: "max_connections"},
 	{Name: "idle_timeout"},
 	{Name: "half_close_timeout"},
+	{Name: "write_timeout"},
 }
 
 // withLimits adds the limit attributes to a rule's schema.
@@ -32,8 +37,9 @@ func withLimits(attrs ...hcl.AttributeSchema) []hcl.AttributeSchema {
 
 // limits decodes a rule's connection limits. Omitted, a rule waits
 // DefaultConnectTimeout for its backend or endpoint to answer, takes any
-// number of connections, keeps idle ones open (as AT-TLS does) and gives a
-// half-closed one DefaultHalfCloseTimeout.
+// number of connections, keeps idle ones open (as AT-TLS does), gives a
+// half-closed one DefaultHalfCloseTimeout and a stalled write
+// DefaultWriteTimeout.
 func (d *decoder) limits(r *Rule, a hcl.Attributes) {
 	r.ConnectTimeout = d.duration(a["connect_timeout"], DefaultConnectTimeout, "")
 	r.MaxConnections = d.maxConnections(a["max_connections"])
@@ -42,6 +48,8 @@ func (d *decoder) limits(r *Rule, a hcl.Attributes) {
 	r.HalfCloseTimeout = d.duration(a["half_close_timeout"], DefaultHalfCloseTimeout,
 		"omit half_close_timeout for the default of "+
 			formatDuration(DefaultHalfCloseTimeout))
+	r.WriteTimeout = d.duration(a["write_timeout"], DefaultWriteTimeout,
+		"omit write_timeout for the default of "+formatDuration(DefaultWriteTimeout))
 }
 
 // maxConnections decodes max_connections; 0 (unlimited) when absent or

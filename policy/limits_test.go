@@ -28,6 +28,8 @@ outbound "api" {
 		{"max_connections", "  max_connections = 10\n", true},
 		{"idle_timeout", `  idle_timeout = "5m"` + "\n", true},
 		{"half_close_timeout", `  half_close_timeout = "61s"` + "\n", true},
+		{"write_timeout default written out", `  write_timeout = "60s"` + "\n", false},
+		{"write_timeout", `  write_timeout = "2m"` + "\n", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -215,6 +215,12 @@ type Rule struct {
 	// when the policy does not say; 0, only in a Rule built in code, is
 	// none.
 	HalfCloseTimeout time.Duration
+	// WriteTimeout closes a connection when a write to either peer has
+	// made no progress for that long: the peer stopped reading while the
+	// other side had more to send. The loader sets DefaultWriteTimeout
+	// when the policy does not say; 0, only in a Rule built in code, is
+	// none.
+	WriteTimeout time.Duration
 
 	// digest sums everything above and the environment's Digest: a rule
 	// with the same name and digest in two policies behaves the same.

@@ -137,6 +137,7 @@ type LimitsView struct {
 	MaxConnections   *int    `json:"max_connections"` // nil (null): unlimited
 	IdleTimeout      *string `json:"idle_timeout"`    // nil (null): none
 	HalfCloseTimeout string  `json:"half_close_timeout"`
+	WriteTimeout     string  `json:"write_timeout"`
 }
 
 // InterceptView is one intercept block.
@@ -365,7 +366,8 @@ func prefixString(p string, single bool) string {
 // limitsView describes r's limits.
 func limitsView(r *Rule) LimitsView {
 	v := LimitsView{ConnectTimeout: formatDuration(r.ConnectTimeout),
-		HalfCloseTimeout: formatDuration(r.HalfCloseTimeout)}
+		HalfCloseTimeout: formatDuration(r.HalfCloseTimeout),
+		WriteTimeout:     formatDuration(r.WriteTimeout)}
 	if r.MaxConnections > 0 {
 		n := r.MaxConnections
 		v.MaxConnections = &n

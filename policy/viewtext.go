@@ -173,6 +173,7 @@ func (t *textWriter) limits(l LimitsView) {
 	t.field(4, "max_connections", maxConns)
 	t.field(4, "idle_timeout", idle)
 	t.field(4, "half_close_timeout", l.HalfCloseTimeout)
+	t.field(4, "write_timeout", l.WriteTimeout)
 }
 
 // listeners writes one line per listener: address, kind, then its rules

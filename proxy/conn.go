@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,9 @@ type conn struct {
 	// with the client's: a relay blocked writing to a peer that stopped
 	// reading wakes only when its own socket closes.
 	up net.Conn
+	// cutBy is the reason Close gave when it cut the connection, under
+	// Server.connMu; empty while it was not cut.
+	cutBy string
 
 	in  atomic.Int64 // client to backend
 	out atomic.Int64 // backend to client
@@ -64,13 +68,24 @@ func (c *conn) serve(ctx context.Context, p *policy.Policy, l *policy.Listener) 
 	case policy.ListenInbound:
 		err = c.inbound(ctx, l)
 	case policy.ListenOutbound:
-		err = c.portMapped(ctx, l)
+		err = c.endApp(c.portMapped(ctx, l))
 	case policy.ListenIntercept:
-		err = c.intercepted(ctx, p)
+		err = c.endApp(c.intercepted(ctx, p))
 	}
 	if err != errHandedOff {
 		c.finish(err)
 	}
+}
+
+// endApp ends in order the connection of an app whose outbound
+// connection failed before its relay (err not nil), as inbound does for
+// a client whose backend failed: the app has usually sent its request,
+// and a plain close with that unread would reset the connection.
+func (c *conn) endApp(err error) error {
+	if err != nil && err != errHandedOff {
+		closeCleanly(c.raw)
+	}
+	return err
 }
 
 // errHandedOff says that a relay owns the connection now and finishes it.
@@ -86,9 +101,11 @@ func (c *conn) relay(client, backend side, rule *policy.Rule, done func(error)) 
 	return errHandedOff
 }
 
-// abort ends the connection now: its relay if one runs, its client
-// socket and its upstream socket. s.connMu must be held (c.up).
-func (c *conn) abort() {
+// abort ends the connection now, for reason: its relay if one runs
+// (cut, see relay.abort), its client socket and its upstream socket.
+// s.connMu must be held (c.up, c.cutBy).
+func (c *conn) abort(reason string) {
+	c.cutBy = reason
 	if r := c.rl.Load(); r != nil {
 		r.abort()
 	}
@@ -171,9 +188,10 @@ func (c *conn) upstream(u net.Conn) {
 	c.s.attach(c, u)
 }
 
-// ruleTimeouts returns the silence bounds of rule for one relay.
+// ruleTimeouts returns the silence and write bounds of rule for one relay.
 func ruleTimeouts(rule *policy.Rule) *timeouts {
-	return &timeouts{idle: rule.IdleTimeout, halfClose: rule.HalfCloseTimeout}
+	return &timeouts{idle: rule.IdleTimeout, halfClose: rule.HalfCloseTimeout,
+		write: rule.WriteTimeout}
 }
 
 // remoteFailed counts a failure on the far side: an outbound endpoint's
@@ -249,13 +267,10 @@ func (c *conn) finish(err error) {
 	if c.rule != nil {
 		c.s.release(c)
 	}
+	reason := c.reason(err)
 	// Closed once counted, so a client that sees the end finds it in the
 	// metrics.
 	c.raw.Close()
-	reason := "closed"
-	if err != nil {
-		reason = err.Error()
-	}
 	ev.Int64(logkey.BytesIn, c.in.Load()).
 		Int64(logkey.BytesOut, c.out.Load()).
 		Dur(logkey.Duration, time.Since(c.start)).
@@ -264,4 +279,17 @@ func (c *conn) finish(err error) {
 	if c.end != nil {
 		c.end()
 	}
+}
+
+// reason is the close line's reason for err, on one line: "closed" for a
+// clean end, Close's reason for a connection it cut (what the relay saw
+// then is only its sockets closing under it), else the error.
+func (c *conn) reason(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	if cut := c.s.cutReason(c); cut != "" {
+		return cut
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

@@ -45,7 +45,9 @@ type side struct {
 // directions have ended. An end of stream in one direction is passed on
 // as a half-close, so the other direction keeps flowing (a client that
 // sends a request and then FIN still gets the whole response). Any error
-// in either direction closes both connections.
+// in either direction, a silence limit or Close cuts the relay: both
+// connections close so that each peer can tell the stream was cut (see
+// abort).
 //
 // A relay owns no goroutine of its own: each direction runs on one while
 // bytes flow and parks when the relay goes quiet (see parker), and the
@@ -60,9 +62,12 @@ type relay struct {
 	abortOnce       sync.Once
 	done            func(error)
 
-	guardMu sync.Mutex
-	guard   *time.Timer // see relay.check; nil until a silence limit applies
-	silent  error       // the silence limit the guard ended the relay on
+	guardMu  sync.Mutex
+	guard    *time.Timer // see relay.check; nil until a limit applies
+	guardAt  time.Time   // when the guard fires; zero: not set
+	silent   error       // the limit the guard ended the relay on
+	marks    [2]stallMark
+	watching atomic.Bool // the guard watches writes (see watchWrites); set under guardMu
 }
 
 // newRelay prepares a relay. in and out count the bytes delivered to the
@@ -104,7 +109,7 @@ func (r *relay) ended(i int, err error) {
 		r.nudge(&r.dirs[1-i])
 	}
 	if r.left.Add(-1) == 0 {
-		r.abort()
+		r.shut(false)
 		r.stopGuard()
 		r.done(r.cause())
 	}
@@ -117,20 +122,29 @@ func (r *relay) nudge(d *direction) {
 	parking.unpark(d)
 }
 
-// abort closes both connections once, and starts parked directions so
-// that they see it and end.
+// abort cuts the relay: it closes both connections so that neither peer
+// takes the stream for a whole one (see closeCut), and starts parked
+// directions so that they see it and end.
 //
-// It sends no close_notify. A direction that ended in order has sent its
-// own (closeWrite); a connection cut by a failure on the other side or
-// by a timeout must not look ended in order, or its peer would take a
-// stream cut short, an answer whose body runs to the end of the
-// connection say, for a whole one (RFC 8446 6.1). A bare FIN or reset is
-// what TLS peers treat as a possible truncation.
-func (r *relay) abort() {
+// A connection cut by a failure on the other side or by a timeout must
+// not look ended in order, or its peer would take a stream cut short, an
+// answer whose body runs to the end of the connection say, for a whole
+// one (RFC 8446 6.1).
+func (r *relay) abort() { r.shut(true) }
+
+// shut closes both connections once: cut (see closeCut), or, once both
+// directions have ended in order, at once. Either way it sends no
+// close_notify: a direction that ended in order has sent its own
+// (closeWrite).
+func (r *relay) shut(cut bool) {
 	r.abortOnce.Do(func() {
 		r.aborted.Store(true)
-		closeNow(r.client.conn)
-		closeNow(r.backend.conn)
+		closeSide := closeNow
+		if cut {
+			closeSide = closeCut
+		}
+		closeSide(r.client.conn)
+		closeSide(r.backend.conn)
 		for i := range r.dirs {
 			parking.unpark(&r.dirs[i])
 		}
@@ -141,6 +155,26 @@ func (r *relay) abort() {
 func closeNow(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
+	}
+	c.Close()
+}
+
+// closeCut closes c, one side of a cut relay, so that its peer sees the
+// cut. A TLS peer sees its stream end without close_notify, which TLS
+// peers treat as a possible truncation. A cleartext peer has no such
+// word: a FIN would end its stream as if complete, so a TCP socket is
+// reset instead (SO_LINGER 0, RFC 793 3.5 ABORT), dropping what it has
+// not sent yet. A UNIX socket cannot be reset; it is closed.
+func closeCut(c net.Conn) {
+	if _, ok := c.(*tls.Conn); ok {
+		closeNow(c)
+		return
+	}
+	if s, ok := c.(*sock); ok {
+		c = s.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 	c.Close()
 }
@@ -161,7 +195,10 @@ func (r *relay) cause() error {
 	if errOut != nil && !errors.Is(errOut, net.ErrClosed) {
 		return errOut
 	}
-	return errors.Join(errIn, errOut)
+	if errIn != nil {
+		return errIn // the log line's reason is one line: no errors.Join
+	}
+	return errOut
 }
 
 // errParked ends a direction's goroutine while the direction lives on in
@@ -177,6 +214,10 @@ type direction struct {
 	r        reader
 	armed    bool      // src is registered with the parker (guarded by its lock)
 	running  time.Time // when the current run began
+	// writes counts the writes begun and busy marks one that has not
+	// returned, for the write timeout (see stall.go).
+	writes atomic.Uint64
+	busy   atomic.Bool
 }
 
 // run copies until the source ends, fails or parks. It runs again, on a
@@ -212,7 +253,10 @@ func (d *direction) copy() error {
 					return err
 				}
 			}
-			return closeWrite(d.dst)
+			d.startWrite() // close_notify is a write too
+			err := closeWrite(d.dst)
+			d.endWrite()
+			return err
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
 			if err := d.quiet(); err != nil {
 				return err
@@ -245,7 +289,9 @@ func (d *direction) forward(data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
+	d.startWrite()
 	nw, err := d.dst.conn.Write(data)
+	d.endWrite()
 	d.n.Add(int64(nw))
 	if err != nil {
 		return fmt.Errorf("write to %s: %w", d.dst.name, err)

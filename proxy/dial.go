@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"time"
 
 	"github.com/attlsd/attlsd/policy"
 )
@@ -25,7 +27,15 @@ func dial(ctx context.Context, rule *policy.Rule) (net.Conn, error) {
 	// A backend that drops the SYN (a full accept queue, a firewall, a
 	// host that is down) gives only "i/o timeout"; say which bound fired.
 	if isTimeout(err) && ctx.Err() == nil {
-		err = fmt.Errorf("no answer within %s", timeout)
+		err = &noAnswer{timeout}
 	}
 	return nil, &remoteError{err: fmt.Errorf("dial %s: %w", rule.Backend, err)}
 }
+
+// noAnswer is a connect that timed out. It says which bound fired and
+// still unwraps to os.ErrDeadlineExceeded, a timeout, so that the
+// failure is counted as connect_timeout (backendReason).
+type noAnswer struct{ after time.Duration }
+
+func (e *noAnswer) Error() string { return fmt.Sprintf("no answer within %s", e.after) }
+func (e *noAnswer) Unwrap() error { return os.ErrDeadlineExceeded }

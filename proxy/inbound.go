@@ -64,10 +64,10 @@ func (c *conn) connectBackend(ctx context.Context, rule *policy.Rule, m *Meta) (
 	return backend, nil
 }
 
-// closeCleanly ends a client connection that will carry no response:
-// close_notify on TLS, then a TCP FIN, then it reads and discards what the
-// client still sends until the client closes or lingerTimeout passes. The
-// caller closes the connection afterwards.
+// closeCleanly ends a client's (or an app's) connection that will carry
+// no response: close_notify on TLS, then a TCP FIN, then it reads and
+// discards what the client still sends until the client closes or
+// lingerTimeout passes. The caller closes the connection afterwards.
 //
 // A TCP that closes with received data still unread, or that receives
 // data after the close, answers with a RST instead of ending in order

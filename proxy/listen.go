@@ -30,11 +30,23 @@ type BindError struct {
 }
 
 func (e *BindError) Error() string {
-	msg := fmt.Sprintf("listen on %s for %s: %v", e.Listener.Addr, owner(e.Listener), e.Err)
+	msg := "listen on " + e.Detail()
 	if r := e.Listener.PortRange; r.Filename != "" {
 		msg = fmt.Sprintf("%s:%d:%d: %s", r.Filename, r.Start.Line, r.Start.Column, msg)
 	}
 	return msg
+}
+
+// Detail says which address could not be bound, for what, and why, with
+// no position: `127.0.0.1:8443 for rule "web": bind: address already in
+// use`.
+func (e *BindError) Detail() string {
+	err := e.Err
+	var op *net.OpError
+	if errors.As(err, &op) { // its text repeats the address
+		err = op.Err
+	}
+	return fmt.Sprintf("%s for %s: %v", e.Listener.Addr, owner(e.Listener), err)
 }
 
 func (e *BindError) Unwrap() error { return e.Err }

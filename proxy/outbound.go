@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -26,6 +27,9 @@ func (c *conn) portMapped(ctx context.Context, l *policy.Listener) error {
 // listener: its original destination picks the rule and is where TLS goes.
 func (c *conn) intercepted(ctx context.Context, p *policy.Policy) error {
 	dst, err := originalDst(c.raw)
+	if errors.Is(err, syscall.ENOENT) {
+		return &refusal{kind: "not_redirected", reason: notRedirected}
+	}
 	if err != nil {
 		return &refusal{reason: "no original destination", kind: "not_redirected", err: err}
 	}
@@ -53,6 +57,16 @@ func (c *conn) intercepted(ctx context.Context, p *policy.Policy) error {
 	}
 	return c.outbound(ctx, rule, dst.String(), name, &c.s.loops)
 }
+
+// notRedirected says why a connection that netfilter did not track came
+// to an intercept port. SO_ORIGINAL_DST reads the connection's conntrack
+// entry and fails with ENOENT when there is none: no NAT rule matched it,
+// or conntrack is not running in this network namespace.
+const notRedirected = "connection was not redirected by netfilter (it has no " +
+	"conntrack entry, so no original destination): an app must connect to its " +
+	"real destination and a nat REDIRECT or DNAT rule send it here; check that the " +
+	"rule is loaded in this network namespace (nft list ruleset, iptables -t nat -S) " +
+	"and that it matches the app's traffic"
 
 // outbound originates TLS to endpoint for the app on c.raw and relays.
 // The app's first bytes are judged before attlsd dials, when the app

@@ -267,12 +267,17 @@ func (s *Server) Addrs() []string {
 	return out
 }
 
-// Close stops accepting, closes both sockets of every open connection
+// Close is CloseFor with the reason "closed by attlsd at shutdown".
+func (s *Server) Close() error { return s.CloseFor("closed by attlsd at shutdown") }
+
+// CloseFor stops accepting, closes both sockets of every open connection
 // (the client's and the backend's or endpoint's) and waits for their
 // goroutines to end. Closing the client alone is not enough: a relay
 // blocked writing to a backend that has stopped reading wakes only when
-// the backend socket closes.
-func (s *Server) Close() error {
+// the backend socket closes. A relay is cut (a cleartext peer sees a
+// reset, a TLS peer no close_notify), and each connection closed is
+// logged with reason, such as "drain timeout: closed by attlsd".
+func (s *Server) CloseFor(reason string) error {
 	s.mu.Lock()
 	s.closed = true
 	s.cancel()
@@ -281,11 +286,18 @@ func (s *Server) Close() error {
 	s.connMu.Lock()
 	s.aborted = true
 	for c := range s.conns {
-		c.abort()
+		c.abort(reason)
 	}
 	s.connMu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// cutReason returns the reason CloseFor gave when it cut c, or "".
+func (s *Server) cutReason(c *conn) string {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return c.cutBy
 }
 
 // closeListeners stops accepting on every listener. s.mu must be held.

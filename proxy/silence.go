@@ -22,6 +22,7 @@ const parkAfter = time.Second
 type timeouts struct {
 	idle      time.Duration // no byte either way for this long; 0: none
 	halfClose time.Duration // no byte in the open direction once the other has ended; 0: none
+	write     time.Duration // a write without progress for this long (see stall.go); 0: none
 	park      time.Duration // silence before the directions park; 0: parkAfter
 
 	base  time.Time    // relay start, for monotonic times
@@ -105,43 +106,68 @@ func (t *timeouts) next(now, since time.Time, canPark bool) (verdict, error) {
 	return v, nil
 }
 
-// check ends the relay if it has been silent for the limit in force, and
-// otherwise sets the guard to look again when that limit would be
-// reached. The directions check silence themselves when a read deadline
-// passes or their parker timer fires, but a direction blocked in a write
-// does neither: a peer that reads nothing, with an echoing or pipelining
-// peer at the other end, blocks both directions' writes, and a half-closed
+// check ends the relay if it has been silent for the limit in force, or
+// if a write has made no progress for the write timeout, and otherwise
+// sets the guard to look again when a limit would be reached. The
+// directions check silence themselves when a read deadline passes or
+// their parker timer fires, but a direction blocked in a write does
+// neither: a peer that reads nothing, with an echoing or pipelining peer
+// at the other end, blocks both directions' writes, and a half-closed
 // relay's open direction can block the same way. The guard bounds those
 // too. It runs at the start, on a half-close (which changes the limit),
-// and then on its own timer, about once per limit.
+// and then on its own timer, about once per limit, and twice per write
+// timeout while writes go on (see watchWrites).
 func (r *relay) check() {
 	if err := r.rearm(); err != nil {
 		r.abort() // outside guardMu, which guards only the guard and its result
 	}
 }
 
-// rearm sets the guard for the limit in force, or returns the silence
-// error that ends the relay.
+// rearm sets the guard for the limits in force, or returns the error
+// that ends the relay.
 func (r *relay) rearm() error {
 	r.guardMu.Lock()
 	defer r.guardMu.Unlock()
 	if r.aborted.Load() {
 		return nil
 	}
-	v, err := r.t.next(time.Now(), time.Time{}, false)
+	now := time.Now()
+	until, err := r.nextCheck(now)
 	if err != nil {
 		r.silent = err
 		return err
 	}
-	if v.until.IsZero() {
-		return nil // no limit in force
-	}
-	if r.guard == nil {
-		r.guard = time.AfterFunc(time.Until(v.until), r.check)
-	} else {
-		r.guard.Reset(time.Until(v.until))
+	r.guardAt = time.Time{}
+	if !until.IsZero() { // else no limit in force
+		r.armGuard(until)
 	}
 	return nil
+}
+
+// nextCheck judges silence and writes at now, with r.guardMu held, and
+// returns when to look again (zero: no need) or the error that ends the
+// relay.
+func (r *relay) nextCheck(now time.Time) (time.Time, error) {
+	v, err := r.t.next(now, time.Time{}, false)
+	if err != nil || !r.watching.Load() {
+		return v.until, err
+	}
+	next, err := r.checkWrites(now)
+	return earliest(v.until, next), err
+}
+
+// armGuard makes the guard fire at at, unless it fires sooner already.
+// r.guardMu must be held.
+func (r *relay) armGuard(at time.Time) {
+	if !r.guardAt.IsZero() && !r.guardAt.After(at) {
+		return
+	}
+	r.guardAt = at
+	if r.guard == nil {
+		r.guard = time.AfterFunc(time.Until(at), r.check)
+	} else {
+		r.guard.Reset(time.Until(at))
+	}
 }
 
 // stopGuard stops the guard of an ended relay, so that its timer does not

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -14,7 +15,7 @@ import (
 // nothing to return.
 //
 // A sock is read by one goroutine at a time (the tls.Conn's reader, or
-// the pipe), so its fields need no lock.
+// the pipe), so its fields need no lock, but for the write count.
 type sock struct {
 	net.Conn
 	rc syscall.RawConn // nil: every read waits, as the plain Conn does
@@ -26,6 +27,10 @@ type sock struct {
 	p    []byte
 	n    int
 	rerr error
+
+	// written counts the bytes Write gave the socket, for the relay's
+	// write timeout (see stall.go); read by its guard.
+	written atomic.Int64
 }
 
 // errWouldBlock says that nothing can be read now. It is a temporary
@@ -88,6 +93,15 @@ func (s *sock) tryRead(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// Write writes as the socket does and counts what it wrote. Under TLS
+// each call is one record, so the count moves a record at a time while
+// the tls.Conn's own Write waits.
+func (s *sock) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	s.written.Add(int64(n))
+	return n, err
 }
 
 // CloseWrite half-closes the socket; a connection that cannot half-close

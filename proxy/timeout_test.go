@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,4 +219,61 @@ func TestSilenceLimitsWhileWritesBlock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWriteTimeoutEndsStalledRelay: a backend that reads nothing while
+// the client floods, and a client that reads nothing while the backend
+// floods, each end the relay at the write timeout, naming the peer that
+// stopped; the cleartext peer sees the cut as a reset.
+func TestWriteTimeoutEndsStalledRelay(t *testing.T) {
+	tests := []struct {
+		name string
+		to   string // the peer that stops reading
+	}{
+		{"backend-stops-reading", "backend"},
+		{"client-stops-reading", "client"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, backend, done := relayedWith(t, &timeouts{write: 200 * time.Millisecond})
+			writer, stuck := client, backend
+			if tt.to == "client" {
+				writer, stuck = backend, client
+			}
+			go flood(writer)
+			var se *stallError
+			select {
+			case err := <-done:
+				if !errors.As(err, &se) || se.to != tt.to {
+					t.Fatalf("relay ended with %v, want a write timeout on %s", err, tt.to)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a relay whose peer stopped reading outlived its write timeout")
+			}
+			stuck.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.Copy(io.Discard, stuck); !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("%s read after the cut: got %v, want a reset", tt.to, err)
+			}
+		})
+	}
+}
+
+// TestWriteTimeoutSparesQuietRelay: a relay where nobody writes is not a
+// stalled one: the write timeout does not end it.
+func TestWriteTimeoutSparesQuietRelay(t *testing.T) {
+	client, backend, done := relayedWith(t, &timeouts{write: 100 * time.Millisecond})
+	roundTrip := func() {
+		client.Write([]byte("ping"))
+		if _, err := io.ReadFull(backend, make([]byte, 4)); err != nil {
+			t.Fatalf("backend read: %v", err)
+		}
+	}
+	roundTrip()
+	time.Sleep(500 * time.Millisecond) // five write timeouts of silence
+	select {
+	case err := <-done:
+		t.Fatalf("a quiet relay ended: %v", err)
+	default:
+	}
+	roundTrip()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,25 +11,27 @@ import (
 
 // certsCmd makes development certificates: attlsd certs init DIR.
 func certsCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: attlsd certs init DIR [--hosts NAME,...]")
-		return 2
-	}
-	fs := flag.NewFlagSet("certs init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("certs init", "usage: attlsd certs init DIR [--hosts NAME,...]")
 	hosts := fs.String("hosts", "", "extra names or IPs for the server certificate, comma-separated")
-	if err := fs.Parse(reorder(args[1:])); err != nil {
-		return 2
+	if len(args) == 0 || args[0] != "init" {
+		_, code, ok := parseArgs(fs, args, stdout, stderr) // attlsd certs --help
+		if !ok {
+			return code
+		}
+		return usageError(fs, stderr, "")
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: attlsd certs init DIR [--hosts NAME,...]")
-		return 2
+	operands, code, ok := parseArgs(fs, args[1:], stdout, stderr)
+	if !ok {
+		return code
+	}
+	if len(operands) != 1 {
+		return usageError(fs, stderr, "")
 	}
 	extra, ok := hostList(*hosts, stderr)
 	if !ok {
 		return 2
 	}
-	files, err := certs.InitDev(fs.Arg(0), extra, time.Now())
+	files, err := certs.InitDev(operands[0], extra, time.Now())
 	if err != nil {
 		fmt.Fprintln(stderr, "attlsd: certs init:", err)
 		return 1
@@ -57,23 +58,4 @@ func hostList(hosts string, stderr io.Writer) ([]string, bool) {
 		out = append(out, h)
 	}
 	return out, ok
-}
-
-// reorder moves flags before positional arguments, so that both
-// "init DIR --hosts x" and "init --hosts x DIR" work with package flag.
-func reorder(args []string) []string {
-	var flags, rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case !strings.HasPrefix(a, "-"):
-			rest = append(rest, a)
-		case strings.Contains(a, "=") || i+1 == len(args):
-			flags = append(flags, a)
-		default:
-			flags = append(flags, a, args[i+1])
-			i++
-		}
-	}
-	return append(flags, rest...)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
@@ -14,16 +13,15 @@ import (
 // Problems go to stderr as file:line:col lines; warnings alone do not
 // fail the check.
 func checkCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs := newFlags("check", "usage: attlsd check FILE")
+	operands, code, ok := parseArgs(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: attlsd check FILE")
-		return 2
+	if len(operands) != 1 {
+		return usageError(fs, stderr, "")
 	}
-	file := fs.Arg(0)
+	file := operands[0]
 	p, diags := policy.Load(file)
 	fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
 	if diags.HasErrors() {

@@ -30,7 +30,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
-		return runCmd(args[1:], stderr)
+		return runCmd(args[1:], stdout, stderr)
 	case "check":
 		return checkCmd(args[1:], stdout, stderr)
 	case "show":
@@ -38,12 +38,25 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "attlsd", version())
-		return 0
+		return versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "attlsd: unknown command %q\n%s", args[0], usage)
 	return 2
+}
+
+// versionCmd prints the version.
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "usage: attlsd version")
+	operands, code, ok := parseArgs(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	if len(operands) != 0 {
+		return usageError(fs, stderr, fmt.Sprintf("unexpected argument %q", operands[0]))
+	}
+	fmt.Fprintln(stdout, "attlsd", version())
+	return 0
 }

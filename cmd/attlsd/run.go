@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -34,13 +36,13 @@ type runOptions struct {
 }
 
 // runFlags defines attlsd run's flags.
-func runFlags(stderr io.Writer) (*flag.FlagSet, runOptions) {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runFlags() (*flag.FlagSet, runOptions) {
+	fs := newFlags("run", runUsage)
 	return fs, runOptions{
-		file:   fs.String("policy", "", "policy file (HCL)"),
-		format: fs.String("log-format", "json", "json or console"),
-		level:  fs.String("log-level", "info", "debug, info, warn or error"),
+		file: fs.String("policy", "", "policy `file` (HCL)"),
+		format: fs.String("log-format", "json", "json, or console: zerolog's form for people, "+
+			"in colour when stderr is a terminal"),
+		level: fs.String("log-level", "info", logLevelList),
 		watch: fs.String("watch", "auto", "how policy and certificate changes are noticed: "+
 			"auto (inotify, polling if unavailable), poll, or off (SIGHUP only)"),
 		admin: fs.String("admin", "", "admin endpoint `address` (a port alone means loopback); "+
@@ -52,14 +54,19 @@ func runFlags(stderr io.Writer) (*flag.FlagSet, runOptions) {
 
 // runCmd loads the policy, binds its listeners and serves until SIGINT or
 // SIGTERM, then drains.
-func runCmd(args []string, stderr io.Writer) int {
-	fs, o := runFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *o.file == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, runUsage)
-		return 2
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs, o := runFlags()
+	operands, code, ok := parseArgs(fs, args, stdout, stderr)
+	switch {
+	case !ok:
+		return code
+	case len(operands) != 0:
+		return usageError(fs, stderr, fmt.Sprintf("unexpected argument %q", operands[0]))
+	case *o.file == "":
+		return usageError(fs, stderr, "--policy is required")
+	case *o.drainTimeout < 0:
+		return usageError(fs, stderr, fmt.Sprintf("--drain-timeout %s is negative; "+
+			"0 closes open connections at once", *o.drainTimeout))
 	}
 	watch, err := reload.ParseWatch(*o.watch)
 	if err != nil {
@@ -79,6 +86,12 @@ func runCmd(args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	// A daemon outlives whatever reads its log. Go kills a program that
+	// writes to a closed pipe on stdout or stderr (os/signal, "SIGPIPE")
+	// unless SIGPIPE is handled; ignored, the write fails with EPIPE and
+	// that log line is lost, while every connection goes on.
+	signal.Ignore(syscall.SIGPIPE)
+
 	// Signals are caught from here on: one that arrives while starting
 	// must stop attlsd cleanly, not kill it with the default action.
 	sigs := make(chan os.Signal, 4)
@@ -93,19 +106,25 @@ func runCmd(args []string, stderr io.Writer) int {
 
 	srv := proxy.New(p, log)
 	r := reload.New(*o.file, srv, p, files, watch, log)
-	var adm *http.Server
+	var m *metrics.Metrics
 	if adminAddr != "" {
-		m := metrics.New(srv)
+		m = metrics.New(srv) // it observes connections from the first
 		r.OnReload = m.Reloaded
-		if adm, err = serveAdmin(adminAddr, admin.Handler(srv, r, m.Handler(), policyView)); err != nil {
-			log.Error().Err(err).Msg("cannot start the admin endpoint")
-			return 1
-		}
-		defer adm.Close()
 	}
 	if err := srv.Start(); err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
+	}
+	// Bound after the policy's listeners, so that an --admin port that is
+	// also a rule's fails as the admin endpoint's, not as the rule's.
+	if adminAddr != "" {
+		adm, err := serveAdmin(adminAddr, admin.Handler(srv, r, m.Handler(), policyView))
+		if err != nil {
+			log.Error().Err(err).Msg("cannot start the admin endpoint")
+			srv.Close()
+			return 1
+		}
+		defer adm.Close()
 	}
 	gen, _ := srv.Generation()
 	log.Info().Str(logkey.Version, version()).Str(logkey.Policy, p.File).
@@ -121,9 +140,9 @@ func runCmd(args []string, stderr io.Writer) int {
 	go memtrim.Run(ctx, srv.Accepted, memtrim.Quiet, nil)
 
 	wait(log, sigs, r)
-	drain(log, srv, sigs, *o.drainTimeout)
+	why := drain(log, srv, sigs, *o.drainTimeout)
 	stop()
-	closeAll(log, srv, done, sigs)
+	closeAll(log, srv, done, sigs, why)
 	log.Info().Msg("attlsd stopped")
 	return 0
 }
@@ -135,8 +154,12 @@ func policyView(p *policy.Policy) any { return p.View() }
 // serveAdmin binds the admin endpoint and serves it in the background.
 func serveAdmin(addr string, h http.Handler) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
+	var op *net.OpError
+	if errors.As(err, &op) { // its text repeats the address
+		err = op.Err
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen on %s for the admin endpoint (--admin): %w", addr, err)
 	}
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go s.Serve(ln)
@@ -159,9 +182,11 @@ func wait(log zerolog.Logger, sigs <-chan os.Signal, r *reload.Reloader) {
 
 // drain stops accepting and lets open connections finish, for at most
 // timeout; a second SIGINT or SIGTERM cuts it short. The caller then
-// closes what is left. Readiness fails before the "draining" line is
-// written, so nothing that reads the log sees attlsd still ready.
-func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout time.Duration) {
+// closes what is left, for the reason drain returns. Readiness fails
+// before the "draining" line is written, so nothing that reads the log
+// sees attlsd still ready.
+func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal,
+	timeout time.Duration) string {
 	srv.Drain()
 	log.Info().Int(logkey.Open, srv.Open()).Dur(logkey.DrainTimeout, timeout).
 		Msg("draining: no new connections; open ones may finish")
@@ -175,15 +200,16 @@ func drain(log zerolog.Logger, srv *proxy.Server, sigs <-chan os.Signal, timeout
 			if err != nil {
 				log.Warn().Int(logkey.Open, srv.Open()).
 					Msg("drain timeout reached; closing the remaining connections")
+				return "drain timeout: closed by attlsd"
 			}
-			return
+			return "closed by attlsd at shutdown"
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				continue
 			}
 			log.Warn().Str("signal", sig.String()).Int(logkey.Open, srv.Open()).
 				Msg("second signal; closing every connection now")
-			return
+			return "second signal: closed by attlsd at shutdown"
 		}
 	}
 }
@@ -195,18 +221,19 @@ const closeGrace = 2 * time.Second
 
 // closer is what closeAll stops: a *proxy.Server.
 type closer interface {
-	Close() error
+	CloseFor(reason string) error
 	Open() int
 }
 
 // closeAll waits for the reloader to stop (done), closes every connection
-// and waits for their goroutines, at most closeGrace; one more SIGINT or
-// SIGTERM ends the wait at once.
-func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan os.Signal) {
+// for reason and waits for their goroutines, at most closeGrace; one more
+// SIGINT or SIGTERM ends the wait at once.
+func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan os.Signal,
+	reason string) {
 	closed := make(chan struct{})
 	go func() {
 		<-done
-		srv.Close()
+		srv.CloseFor(reason)
 		close(closed)
 	}()
 	grace := time.NewTimer(closeGrace)
@@ -227,17 +254,24 @@ func closeAll(log zerolog.Logger, srv closer, done <-chan struct{}, sigs <-chan 
 	}
 }
 
+// logLevels are the --log-level values, as zerolog names them.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// logLevelList is logLevels for people.
+const logLevelList = "trace, debug, info, warn or error"
+
 // newLogger builds the daemon's logger: JSON lines, or zerolog's console
-// form for people.
+// form for people, coloured only on a terminal: escape codes in a file or
+// a journal are noise.
 func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("unknown --log-level %q", level)
+	if !slices.Contains(logLevels, level) {
+		return zerolog.Logger{}, fmt.Errorf("unknown --log-level %q (%s)", level, logLevelList)
 	}
+	lvl, _ := zerolog.ParseLevel(level)
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
 	default:
 		return zerolog.Logger{}, fmt.Errorf("unknown --log-format %q (json or console)", format)
 	}

@@ -20,9 +20,9 @@ import (
 // TestUsageNamesEveryRunFlag: both synopses of attlsd run, the one of
 // attlsd help and the one of a bad run command line, name every flag.
 func TestUsageNamesEveryRunFlag(t *testing.T) {
-	fs, _ := runFlags(io.Discard)
+	fs, _ := runFlags()
 	var bad bytes.Buffer
-	runCmd(nil, &bad)
+	runCmd(nil, io.Discard, &bad)
 	for name, text := range map[string]string{"attlsd help": usage, "attlsd run": bad.String()} {
 		fs.VisitAll(func(f *flag.Flag) {
 			if !strings.Contains(text, "--"+f.Name) {
@@ -80,8 +80,8 @@ func TestDrainNotReadyBeforeLog(t *testing.T) {
 // goroutine were held by something unforeseen.
 type stuckCloser struct{ release chan struct{} }
 
-func (s stuckCloser) Close() error { <-s.release; return nil }
-func (stuckCloser) Open() int      { return 1 }
+func (s stuckCloser) CloseFor(string) error { <-s.release; return nil }
+func (stuckCloser) Open() int               { return 1 }
 
 // TestCloseAllDoesNotHang: a stop never waits on the connections'
 // goroutines for ever: closeAll returns at the next signal, or after its
@@ -106,7 +106,7 @@ func TestCloseAllDoesNotHang(t *testing.T) {
 			}
 			returned := make(chan struct{})
 			go func() {
-				closeAll(zerolog.Nop(), srv, done, sigs)
+				closeAll(zerolog.Nop(), srv, done, sigs, "test")
 				close(returned)
 			}()
 			select {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -14,17 +13,16 @@ import (
 // with --json. Problems go to stderr as file:line:col lines; errors print
 // nothing on stdout and exit 1.
 func showCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("show", "usage: attlsd show [--json] FILE")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	operands, code, ok := parseArgs(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: attlsd show [--json] FILE")
-		return 2
+	if len(operands) != 1 {
+		return usageError(fs, stderr, "")
 	}
-	file := fs.Arg(0)
+	file := operands[0]
 	p, diags := policy.Load(file)
 	fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
 	if diags.HasErrors() {

@@ -123,6 +123,10 @@ func connFilter(q url.Values) (func(proxy.ConnInfo) bool, error) {
 		return nil, fmt.Errorf("local: %w", err)
 	}
 	rule, dir := q.Get("rule"), q.Get("direction")
+	if in, out := policy.Inbound.String(), policy.Outbound.String(); dir != "" &&
+		dir != in && dir != out {
+		return nil, fmt.Errorf("direction: %q is neither %s nor %s", dir, in, out)
+	}
 	return func(c proxy.ConnInfo) bool {
 		switch {
 		case rule != "" && c.Rule != rule,

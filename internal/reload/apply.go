@@ -87,18 +87,23 @@ func (r *Reloader) apply(a attempt, p *policy.Policy, diags hcl.Diagnostics) (ui
 }
 
 // rejected logs a policy that could not be applied. A port that cannot
-// be bound is a diagnostic at the port in the policy.
+// be bound is a diagnostic at the port in the policy, logged once: the
+// rejection line that follows does not repeat it, as for other policy
+// errors.
 func (r *Reloader) rejected(a attempt, gen uint64, err error) {
+	ev := r.log.Error()
 	var be *proxy.BindError
 	if errors.As(err, &be) {
 		LogDiagnostics(r.log, r.file, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot listen",
-			Detail:   be.Err.Error(),
+			Detail:   be.Detail(),
 			Subject:  &be.Listener.PortRange,
 		}})
+	} else {
+		ev = ev.Err(err)
 	}
-	r.log.Error().Err(err).Str(logkey.Trigger, a.trigger).Str(logkey.Policy, r.file).
+	ev.Str(logkey.Trigger, a.trigger).Str(logkey.Policy, r.file).
 		Uint64(logkey.Generation, gen).Msg("reload rejected; the running policy stays")
 	r.observe(false)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -9,8 +10,8 @@ import (
 	"time"
 )
 
-// The per-rule limits of a policy, max_connections, idle_timeout and
-// half_close_timeout, as a client and a backend meet them through the
+// The per-rule limits of a policy, max_connections, idle_timeout,
+// half_close_timeout and write_timeout, as a client and a backend meet them through the
 // binary. The timeouts are short for the tests' sake; what is checked is
 // which connections end and why, with waits bounded only so that a
 // broken attlsd fails the test instead of hanging it.
@@ -109,6 +110,82 @@ func TestHalfCloseTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWriteTimeout: with no idle_timeout, a backend that never reads,
+// behind a client that floods and then vanishes, would hold the
+// connection for ever: attlsd's write to it waits with no deadline, and
+// the other direction waits on the backend's silence. write_timeout
+// (2 s here) ends it. It also ends a TLS client that never reads what
+// the backend floods it with: attlsd's writes then wait under TLS, where
+// no write deadline may bound them. A backend that reads slowly but steadily for twice
+// the timeout, while the client has sent far more than the socket
+// buffers hold, keeps its connection and gets every byte.
+func TestWriteTimeout(t *testing.T) {
+	const size = 32 << 20
+	b := startBackend(t, func(bc *backendConn) {
+		bc.SetDeadline(time.Time{})
+		first := make([]byte, 5)
+		io.ReadFull(bc, first)
+		switch string(first) {
+		case "flood":
+			flood(bc)
+			return
+		case "stuck":
+			<-t.Context().Done() // reads nothing more
+			return
+		}
+		n := int64(len(first))
+		buf := make([]byte, 16<<10)
+		for slow := time.Now().Add(4 * time.Second); time.Now().Before(slow); {
+			k, _ := bc.Read(buf)
+			n += int64(k)
+			time.Sleep(tick)
+		}
+		k, _ := io.Copy(io.Discard, bc)
+		fmt.Fprint(bc, n+k)
+		bc.CloseWrite()
+	})
+	d := simpleDaemon(t, b.addr, nil, []string{`write_timeout = "2s"`})
+
+	t.Run("never-reads", func(t *testing.T) {
+		c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
+		io.WriteString(c, "stuck")
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		flood(c) // until the buffers on the way are full
+		c.NetConn().Close()
+		line := d.closeLine(t, c.LocalAddr().String())
+		want := "write timeout: backend took no byte for 2s"
+		if got := line.str("reason"); got != want {
+			t.Errorf("close reason: got %q, want %q", got, want)
+		}
+	})
+	t.Run("client-never-reads", func(t *testing.T) {
+		c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
+		io.WriteString(c, "flood")
+		line := d.closeLine(t, c.LocalAddr().String())
+		want := "write timeout: client took no byte for 2s"
+		if got := line.str("reason"); got != want {
+			t.Errorf("close reason: got %q, want %q", got, want)
+		}
+	})
+	t.Run("reads-slowly", func(t *testing.T) {
+		c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
+		c.SetDeadline(time.Now().Add(ioTimeout))
+		io.WriteString(c, "slow ")
+		if _, err := c.Write(make([]byte, size)); err != nil {
+			t.Fatalf("client write: %v", err)
+		}
+		c.CloseWrite()
+		got, err := io.ReadAll(c)
+		if want := itoa(size + 5); err != nil || string(got) != want {
+			t.Errorf("backend's count: got %q (%v), want %s", got, err, want)
+		}
+		line := d.closeLine(t, c.LocalAddr().String())
+		if r := line.str("reason"); r != "closed" {
+			t.Errorf("close reason: got %q, want closed", r)
+		}
+	})
 }
 
 // TestMaxConnections: with max_connections = 2 and two connections open,

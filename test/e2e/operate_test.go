@@ -325,6 +325,37 @@ func TestConnectionsFilter(t *testing.T) {
 	}
 }
 
+// TestConnectionsBadFilter: a filter of /connections with a value it
+// cannot take is refused with 400 and what it takes, rather than
+// matching nothing.
+func TestConnectionsBadFilter(t *testing.T) {
+	_, admin := adminDaemon(t, "127.0.0.1:1", "", nil)
+	tests := []struct {
+		name  string
+		query url.Values
+		want  []string // in the answer's body
+	}{
+		{"direction", url.Values{"direction": {"sideways"}},
+			[]string{`"sideways"`, "inbound", "outbound"}},
+		{"peer", url.Values{"peer": {"nonsense"}}, []string{"peer"}},
+		{"local port", url.Values{"local": {"127.0.0.1:http"}}, []string{"local", `"http"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := get(t, admin+"/connections?"+tt.query.Encode())
+			if code != http.StatusBadRequest {
+				t.Errorf("/connections?%s: got %d %q, want 400", tt.query.Encode(), code, body)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("/connections?%s: got body %q, want it to name %s",
+						tt.query.Encode(), body, w)
+				}
+			}
+		})
+	}
+}
+
 // proxyConn is the part of a /connections entry the tests read.
 type proxyConn struct {
 	Client  string `json:"client"`
@@ -382,17 +413,25 @@ func lookupOne(u string) error {
 }
 
 // TestBackendFailureMetric: a backend that cannot be reached is counted
-// by rule and reason.
+// by rule and reason: refused, no socket, or no answer within the rule's
+// connect_timeout.
 func TestBackendFailureMetric(t *testing.T) {
 	tests := []struct {
-		name, backend, reason string
+		name      string
+		backend   func(t *testing.T) string
+		ruleAttrs []string
+		reason    string
 	}{
-		{"tcp", "127.0.0.1:" + itoa(freePorts(t, "127.0.0.1", 1)[0]), "connect_refused"},
-		{"unix", "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock"), "no_socket"},
+		{"tcp", closedEndpoint, nil, "connect_refused"},
+		{"unix", func(t *testing.T) string {
+			return "unix:" + filepath.Join(t.TempDir(), "nobody-home.sock")
+		}, nil, "no_socket"},
+		{"tcp-unanswering", unansweringBackend, []string{`connect_timeout = "1s"`},
+			"connect_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, admin := adminDaemon(t, tt.backend, "", nil)
+			d, admin := adminDaemon(t, tt.backend(t), "", tt.ruleAttrs)
 			c := dialTLS(t, d.addr("127.0.0.1", 0), clientTLS(t))
 			waitClosed(t, c)
 			d.closeLine(t, c.LocalAddr().String())

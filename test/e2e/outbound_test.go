@@ -959,3 +959,59 @@ func TestOutboundUnanswered(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboundFailureEndsInOrder has curl send a request to an outbound
+// rule whose endpoint fails: refused, silent past connect_timeout,
+// signed by a CA the environment does not trust, or curl speaking TLS
+// itself into the rule. attlsd must end curl's connection in order, as
+// it does inbound when a backend fails: curl sees an empty reply (exit
+// 52; exit 35 for its own handshake cut short), never "connection reset
+// by peer", and the close line says why as before.
+func TestOutboundFailureEndsInOrder(t *testing.T) {
+	other := newPKI(t) // a CA the environment does not trust
+	tests := []struct {
+		name      string
+		endpoint  func(*testing.T) string
+		ruleAttrs []string
+		https     bool // curl speaks TLS to the rule
+		code      int
+		level     string
+		reason    string // {endpoint} stands for the endpoint's address
+	}{
+		{"connection-refused", closedEndpoint, nil, false, 52, "error",
+			"connect to {endpoint}: dial tcp {endpoint}: connect: connection refused"},
+		{"connect-timeout", unansweringBackend, []string{`connect_timeout = "1s"`}, false, 52,
+			"error", "connect to {endpoint}: no answer within 1s"},
+		{"unknown-authority", func(t *testing.T) string {
+			return startTLSEndpoint(t, endpointTLS(t, other), func(c *tls.Conn) {
+				io.Copy(io.Discard, c)
+			})
+		}, nil, false, 52, "error", "server certificate of {endpoint} is signed by an " +
+			`unknown authority; add its CA to trust in environment "client"`},
+		{"tls-inside-tls", closedEndpoint, nil, true, 35, "warn",
+			"the app sent a TLS ClientHello into an outbound rule (TLS inside TLS)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			endpoint := tt.endpoint(t)
+			d := outboundDaemon(t, endpoint, nil, tt.ruleAttrs)
+			addr := d.addr("127.0.0.1", 0)
+			url, args := "http://"+addr+"/", []string{"--http1.1"}
+			if tt.https {
+				url, args = httpsURL(addr)
+			}
+			res := curl(t, url, args...)
+			if res.code != tt.code || strings.Contains(strings.ToLower(res.stderr), "reset") {
+				t.Errorf("curl: got exit %d, stderr %q; want %d and no reset",
+					res.code, res.stderr, tt.code)
+			}
+			line := d.closeLine(t, res.local)
+			checkCloseLine(t, line, map[string]string{"level": tt.level, "rule": outRule,
+				"direction": "outbound", "endpoint": endpoint})
+			want := strings.ReplaceAll(tt.reason, "{endpoint}", endpoint)
+			if !strings.HasPrefix(line.str("reason"), want) {
+				t.Errorf("close line reason:\n got %q\nwant %q...", line.str("reason"), want)
+			}
+		})
+	}
+}

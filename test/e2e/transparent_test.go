@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The intercept ports of the lab's two attlsd instances: one on the
@@ -338,5 +339,39 @@ func checkLabEchoed(t *testing.T, e logLine, host string, n int) {
 	if from != host || e.str("tls_version") != "TLS 1.3" ||
 		e.num("bytes") != float64(n) || e.str("error") != "" {
 		t.Errorf("echo server: got %s; want from %s, TLS 1.3, %d bytes, no error", e, host, n)
+	}
+}
+
+// TestInterceptWithoutConntrack connects straight to an intercept port
+// in a namespace where netfilter tracks no connection (no rule loaded),
+// so that SO_ORIGINAL_DST finds no entry. The app's connection ends in
+// order, and the close line says in plain words that netfilter did not
+// redirect it and what to check, not the bare ENOENT of getsockopt.
+func TestInterceptWithoutConntrack(t *testing.T) {
+	ns := newNetns(t)
+	d := startDaemonUnder(t, ns.runner(attlsdBin), "127.0.0.1", 1, func(p []int) string {
+		return block("environment", "lab", "trust = ["+quote(caFile())+"]") +
+			block("outbound", "any", `remote_ports = "1-65535"`,
+				`remote_addresses = ["0.0.0.0/0"]`, `environment = "lab"`) +
+			block("intercept", "here", "port = "+itoa(p[0]), `address = "127.0.0.1"`)
+	}, nil)
+	c, err := ns.dial(t.Context(), "tcp", d.addr("127.0.0.1", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(ioTimeout))
+	if end := ending(c); end != "eof" {
+		t.Errorf("app saw its connection end by %s, want eof", end)
+	}
+	line := d.closeLine(t, c.LocalAddr().String())
+	const want = "connection was not redirected by netfilter"
+	r := line.str("reason")
+	if !strings.HasPrefix(r, want) || strings.Contains(r, "no such file") {
+		t.Errorf("close line reason: got %q, want %q... in plain words", r, want)
+	}
+	if line.str("level") != "warn" {
+		t.Errorf("close line level: got %q, want warn", line.str("level"))
 	}
 }
