@@ -137,10 +137,14 @@ type leakWatch struct {
 func watchLeaks(t *testing.T, d *daemon, admin string, client *http.Client) *leakWatch {
 	t.Helper()
 	w := &leakWatch{pid: d.pid(), admin: admin, client: client}
-	// The reload watcher starts just after "attlsd started".
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if countFDs(t, w.pid).inotify > 0 || time.Now().After(deadline) {
-			break
+	// The reload watcher starts just after "attlsd started", and logs its
+	// folders (at debug) once both of its inotify instances are set up.
+	if _, ok := d.log.find(isMessage("watching policy folders")); !ok {
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, ok := d.log.find(isMessage("watching policy folders")); ok ||
+				time.Now().After(deadline) {
+				break
+			}
 		}
 	}
 	// Descriptors first: the admin endpoint may still be closing the
@@ -160,8 +164,10 @@ func (w *leakWatch) check(t *testing.T) {
 	var n int
 	deadline := time.Now().Add(leakTimeout)
 	for {
-		n = goroutines(t, w.client, w.admin)
+		// Descriptors first, as for the level: the admin endpoint may still
+		// be closing the connection of the previous fetch.
 		fds = countFDs(t, w.pid)
+		n = goroutines(t, w.client, w.admin)
 		if w.level(fds, n) {
 			return
 		}
