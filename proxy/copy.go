@@ -105,7 +105,7 @@ func (r *relay) ended(i int, err error) {
 		r.abort()
 	} else {
 		r.t.halfClosed()
-		r.check()
+		r.checkSilence()
 		r.nudge(&r.dirs[1-i])
 	}
 	if r.left.Add(-1) == 0 {

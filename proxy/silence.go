@@ -123,6 +123,26 @@ func (r *relay) check() {
 	}
 }
 
+// checkSilence is check after a half-close, which changes the silence
+// limit in force: write progress waits for the guard's next look, since
+// judging it queries each socket (acked).
+func (r *relay) checkSilence() {
+	r.guardMu.Lock()
+	var err error
+	if !r.aborted.Load() {
+		var v verdict
+		if v, err = r.t.next(time.Now(), time.Time{}, false); err != nil {
+			r.silent = err
+		} else if !v.until.IsZero() {
+			r.armGuard(v.until) // keeps an earlier look for writes
+		}
+	}
+	r.guardMu.Unlock()
+	if err != nil {
+		r.abort()
+	}
+}
+
 // rearm sets the guard for the limits in force, or returns the error
 // that ends the relay.
 func (r *relay) rearm() error {
