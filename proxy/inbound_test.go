@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
+	"net"
+	"syscall"
 	"testing"
+	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
@@ -70,4 +74,31 @@ func sslSub(t *testing.T, h *proxyproto.Header, typ proxyproto.PP2Type) (string,
 		}
 	}
 	return "", false
+}
+
+// TestKeepAliveOffForLoopbackBackends: a backend dialled on loopback gets
+// no TCP keepalive; any other gets Go's.
+func TestKeepAliveOffForLoopbackBackends(t *testing.T) {
+	be := startBackend(t)
+	rule := &policy.Rule{Backend: policy.Backend{Network: "tcp", Address: be.ln.Addr().String()}}
+	c, err := dial(context.Background(), rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on int
+	rc.Control(func(fd uintptr) { on, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) })
+	if err != nil || on != 0 {
+		t.Errorf("SO_KEEPALIVE on a loopback backend: got %d (%v), want 0", on, err)
+	}
+	for addr, want := range map[string]time.Duration{"[::1]:9000": -1, "10.0.0.1:9000": 0,
+		"backend.internal:9000": 0} {
+		if got := keepAlive(policy.Backend{Network: "tcp", Address: addr}); got != want {
+			t.Errorf("keepAlive(%s): got %v, want %v", addr, got, want)
+		}
+	}
 }
