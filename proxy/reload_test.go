@@ -14,51 +14,10 @@ import (
 	"testing"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
-
 	"github.com/attlsd/attlsd/certs"
+	"github.com/attlsd/attlsd/internal/testnet"
 	"github.com/attlsd/attlsd/policy"
 )
-
-// namedBackend answers every connection with its name and a newline
-// after the PROXY header, then echoes.
-func namedBackend(t *testing.T, name string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if _, err := proxyproto.Read(r); err != nil {
-					return
-				}
-				io.WriteString(c, name+"\n")
-				io.Copy(c, r)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // parsePolicy loads an inbound policy text against the dev PKI.
 func parsePolicy(t *testing.T, src string) *policy.Policy {
@@ -121,8 +80,8 @@ func hello(t *testing.T, addr string, cfg *tls.Config) (string, *tls.Conn) {
 }
 
 func TestApplySwapsRulesKeepsConnections(t *testing.T) {
-	one, two := namedBackend(t, "one"), namedBackend(t, "two")
-	port := freePort(t)
+	one, two := testnet.NamedBackend(t, "one"), testnet.NamedBackend(t, "two")
+	port := testnet.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	s, _ := startServerWith(t, inboundPolicy(t, "a", map[int]string{port: one}))
 	cfg := reloadClient(t)
@@ -153,8 +112,8 @@ func TestApplySwapsRulesKeepsConnections(t *testing.T) {
 }
 
 func TestApplyAddsAndRemovesListeners(t *testing.T) {
-	be := namedBackend(t, "be")
-	p1, p2 := freePort(t), freePort(t)
+	be := testnet.NamedBackend(t, "be")
+	p1, p2 := testnet.FreePort(t), testnet.FreePort(t)
 	s, _ := startServerWith(t, inboundPolicy(t, "a", map[int]string{p1: be}))
 	cfg := reloadClient(t)
 
@@ -199,7 +158,7 @@ const webEnvironment = `environment "web" {
 // running listeners keep their sockets, also one on a port whose address
 // the same reload moves.
 func TestApplyBindFailureChangesNothing(t *testing.T) {
-	be := namedBackend(t, "be")
+	be := testnet.NamedBackend(t, "be")
 	tests := []struct {
 		name             string
 		oldAddr, newAddr string // of the kept rule's port
@@ -209,7 +168,7 @@ func TestApplyBindFailureChangesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testnet.FreePort(t)
 			held, heldPort := holdPortAfter(t, port)
 			defer held.Close()
 			s, _ := startServerWith(t, parsePolicy(t, webEnvironment+ruleText(port, tt.oldAddr, be)))
@@ -272,8 +231,8 @@ func lineOf(text string, port int) int {
 // moment after a reload removed it, before its socket closed, is served
 // under the generation the listener last belonged to.
 func TestServeOnRemovedListener(t *testing.T) {
-	be := namedBackend(t, "be")
-	p1, p2 := freePort(t), freePort(t)
+	be := testnet.NamedBackend(t, "be")
+	p1, p2 := testnet.FreePort(t), testnet.FreePort(t)
 	s, logs := startServerWith(t, inboundPolicy(t, "a", map[int]string{p1: be}))
 	removed := s.listeners[fmt.Sprintf("127.0.0.1:%d", p1)]
 	if _, err := s.Apply(inboundPolicy(t, "a", map[int]string{p2: be})); err != nil {
@@ -308,8 +267,8 @@ func TestServeOnRemovedListener(t *testing.T) {
 // TestApplyRefusesNoConnection connects in a loop while policies are
 // applied back to back: the kept listener never refuses.
 func TestApplyRefusesNoConnection(t *testing.T) {
-	be := namedBackend(t, "be")
-	port := freePort(t)
+	be := testnet.NamedBackend(t, "be")
+	port := testnet.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	s, _ := startServerWith(t, inboundPolicy(t, "a", map[int]string{port: be}))
 	cfg := reloadClient(t)
@@ -389,7 +348,7 @@ inbound "api" {
 // a reload that left the environment alone, even when the rule changed
 // otherwise; it does not resume into a changed certificate or trust.
 func TestApplyKeepsSessionTickets(t *testing.T) {
-	one, two := namedBackend(t, "one"), namedBackend(t, "two")
+	one, two := testnet.NamedBackend(t, "one"), testnet.NamedBackend(t, "two")
 	tests := []struct {
 		name                   string
 		backend, cert, trust   string
@@ -402,7 +361,7 @@ func TestApplyKeepsSessionTickets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testnet.FreePort(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			s, _ := startServerWith(t, ticketPolicy(t, port, one, "", "ca.pem"))
 			cfg := reloadClient(t)
@@ -435,8 +394,8 @@ func TestApplyKeepsSessionTickets(t *testing.T) {
 // TestApplyMovesPortBetweenAddresses: all addresses to one address on
 // the same port, and back, in single reloads.
 func TestApplyMovesPortBetweenAddresses(t *testing.T) {
-	be := namedBackend(t, "be")
-	port := freePort(t)
+	be := testnet.NamedBackend(t, "be")
+	port := testnet.FreePort(t)
 	text := func(address string) string {
 		return fmt.Sprintf(`environment "web" {
   certificate = "server.pem"

@@ -13,33 +13,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/attlsd/attlsd/internal/testnet"
 	"github.com/attlsd/attlsd/policy"
 	"github.com/attlsd/attlsd/proxy"
 )
-
-// echoBackend copies every connection back to itself.
-func echoBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // startScraped runs a server with one cleartext rule, "api", in front of
 // an echo backend, and an HTTP server for its metrics. It returns the
@@ -47,7 +24,7 @@ func echoBackend(t *testing.T) string {
 func startScraped(t *testing.T) (addr, url string) {
 	t.Helper()
 	rule := &policy.Rule{Name: "api", ProxyProtocol: policy.ProxyNone,
-		Backend: policy.Backend{Network: "tcp", Address: echoBackend(t)}}
+		Backend: policy.Backend{Network: "tcp", Address: testnet.EchoBackend(t)}}
 	pl := &policy.Listener{Addr: "127.0.0.1:0", Rules: []*policy.Rule{rule}}
 	srv := proxy.New(&policy.Policy{Inbound: pl.Rules, Listeners: []*policy.Listener{pl}},
 		zerolog.New(slowWriter{}))

@@ -13,6 +13,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/attlsd/attlsd/internal/testnet"
 	"github.com/attlsd/attlsd/policy"
 )
 
@@ -120,7 +121,7 @@ func TestNoLeakAcrossReloads(t *testing.T) {
 	f.log.mute() // the log would grow with every reload
 	watches := len(f.r.watcher.WatchList())
 	newPair(t).write(t, filepath.Join(f.dir, "certs-b"))
-	s := &leakStep{f: f, port2: freePort(t), certDir: "certs", backend: f.one}
+	s := &leakStep{f: f, port2: testnet.FreePort(t), certDir: "certs", backend: f.one}
 	firstGen := f.generation()
 	long := []*tls.Conn{f.openConn(t)}
 

@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -25,9 +24,9 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 
+	"github.com/attlsd/attlsd/internal/testnet"
 	"github.com/attlsd/attlsd/policy"
 	"github.com/attlsd/attlsd/proxy"
 )
@@ -134,16 +133,6 @@ func (f *fixture) policy(certDir, backend string) string {
 	return policyText(f.port, certDir, backend)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // start lays out the fixture with a fresh pair in certs/ and runs it.
 // Each opt adjusts the fixture before Run.
 func start(t *testing.T, watch Watch, opts ...func(*fixture)) *fixture {
@@ -157,8 +146,8 @@ func startIn(t *testing.T, watch Watch, certDir string, layout func(t *testing.T
 	opts ...func(*fixture)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fixture{dir: dir, file: filepath.Join(dir, "policy.hcl"), port: freePort(t),
-		one: nameBackend(t, "one"), two: nameBackend(t, "two"), log: &logBuffer{}}
+	f := &fixture{dir: dir, file: filepath.Join(dir, "policy.hcl"), port: testnet.FreePort(t),
+		one: testnet.NamedBackend(t, "one"), two: testnet.NamedBackend(t, "two"), log: &logBuffer{}}
 	newPair(t).write(t, filepath.Join(dir, "certs"))
 	if layout != nil {
 		layout(t, dir)
@@ -343,35 +332,6 @@ func (f *fixture) waitSerial(t *testing.T, p pair) {
 func (f *fixture) waitBackend(t *testing.T, name string) {
 	t.Helper()
 	f.waitServes(t, "backend "+name, func(a answer) bool { return a.backend == name })
-}
-
-// nameBackend answers each connection with its name and a newline after
-// the PROXY header.
-func nameBackend(t *testing.T, name string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if _, err := proxyproto.Read(r); err != nil {
-					return
-				}
-				io.WriteString(c, name+"\n")
-				io.Copy(c, r)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // pair is a self-signed server certificate and its key, in PEM.

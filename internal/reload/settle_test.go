@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/attlsd/attlsd/internal/testnet"
 )
 
 // TestTriggerDuringReload holds a reload open after it read the files,
@@ -69,7 +71,7 @@ func (f *fixture) checkAlwaysExtra(t *testing.T) {
 // the file is loaded once its writer closed it.
 func TestSlowWriter(t *testing.T) {
 	f := start(t, WatchAuto)
-	port2 := freePort(t)
+	port2 := testnet.FreePort(t)
 	head, tail := f.twoRules(f.one, port2)
 	f.write(t, head+tail)
 	f.waitGeneration(t, 2)
@@ -101,7 +103,7 @@ func TestChangedWhileRead(t *testing.T) {
 			}
 		}
 	})
-	port2 := freePort(t)
+	port2 := testnet.FreePort(t)
 	head, rest := f.twoRules(f.one, port2)
 	f.write(t, head+rest)
 	f.waitGeneration(t, 2)
