@@ -2,8 +2,10 @@ package policy
 
 import (
 	"crypto/tls"
+	"fmt"
 	"path/filepath"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -63,6 +65,9 @@ func Parse(src []byte, filename, baseDir string) (*Policy, hcl.Diagnostics) {
 }
 
 func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnostics) {
+	if d := checkUTF8(src, filename); d != nil {
+		return nil, nil, hcl.Diagnostics{d}
+	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if !soundTree(diags) {
 		// A broken syntax tree would only add confusing follow-on errors.
@@ -81,6 +86,39 @@ func parse(src []byte, filename, baseDir string) (*Policy, []string, hcl.Diagnos
 	p.Files = d.files
 	p.Digest = policyDigest(src, p.Environments)
 	return p, d.files, d.diags
+}
+
+// checkUTF8 reports the first byte of src that is not UTF-8. HCL source
+// must be UTF-8, and the parser miscounts lines and columns past an
+// invalid sequence, so such a file is refused before parsing, at the
+// right place.
+func checkUTF8(src []byte, filename string) *hcl.Diagnostic {
+	if utf8.Valid(src) {
+		return nil
+	}
+	pos := hcl.InitialPos
+	for len(src) > 0 {
+		r, n := utf8.DecodeRune(src)
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		pos.Byte += n
+		pos.Column++
+		if r == '\n' {
+			pos.Line++
+			pos.Column = 1
+		}
+		src = src[n:]
+	}
+	end := pos
+	end.Byte++
+	end.Column++
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Invalid UTF-8",
+		Detail:   fmt.Sprintf("byte 0x%02x is not part of a UTF-8 character; policy files must be UTF-8", src[0]),
+		Subject:  &hcl.Range{Filename: filename, Start: pos, End: end},
+	}
 }
 
 // redefined is the summary of hclsyntax's error for an attribute set
