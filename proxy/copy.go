@@ -33,12 +33,11 @@ var bufPool = sync.Pool{New: func() any {
 type side struct {
 	conn net.Conn
 	name string // for error messages: "client", "backend", "app", "endpoint"
-	// inspect, when set, sees what is read from this side, before it is
-	// forwarded, until it has judged it: it then returns the bytes it
-	// held back from earlier reads, which go first. Until then it holds
-	// each read back (wait). An error refuses the bytes and ends the
-	// relay. At the end of the stream it gets nil, which decides.
-	inspect func(data []byte) (held []byte, wait bool, err error)
+	// hello, when set, sees what is read from this side before it is
+	// forwarded, until it has judged it (see helloCheck.inspect). Reads
+	// it holds back wait at most hello.wait for the bytes that decide,
+	// then go on as they are (see direction.quiet).
+	hello *helloCheck
 }
 
 // relay copies both ways between client and backend until both
@@ -214,6 +213,7 @@ type direction struct {
 	r        reader
 	armed    bool      // src is registered with the parker (guarded by its lock)
 	running  time.Time // when the current run began
+	hold     time.Time // when src.hello gives up on the bytes it holds; zero: none held
 	// writes counts the writes begun and busy marks one that has not
 	// returned, for the write timeout (see stall.go).
 	writes atomic.Uint64
@@ -248,7 +248,7 @@ func (d *direction) copy() error {
 		switch {
 		case rerr == nil:
 		case rerr == io.EOF:
-			if d.src.inspect != nil { // what it holds is all there is
+			if d.src.hello != nil { // what it holds is all there is
 				if err := d.write(nil); err != nil {
 					return err
 				}
@@ -267,21 +267,40 @@ func (d *direction) copy() error {
 	}
 }
 
-// write forwards data read from src, once src's inspect hook, if it has
+// write forwards data read from src, once src's hello check, if it has
 // one, has judged it.
 func (d *direction) write(data []byte) error {
 	d.rl.t.touch()
-	if d.src.inspect != nil {
-		held, wait, err := d.src.inspect(data)
-		if err != nil || wait {
+	if h := d.src.hello; h != nil {
+		held, wait, err := h.inspect(data)
+		if err != nil {
 			return err
 		}
-		d.src.inspect = nil
+		if wait {
+			if d.hold.IsZero() {
+				// The next read returns at once, for quiet to bound the hold.
+				d.hold = time.Now().Add(h.wait)
+				d.src.conn.SetReadDeadline(time.Now())
+			}
+			return nil
+		}
+		d.src.hello, d.hold = nil, time.Time{}
 		if err := d.forward(held); err != nil {
 			return err
 		}
 	}
 	return d.forward(data)
+}
+
+// expireHold forwards the bytes src's hello check has held back for as long
+// as it may, once that time has come.
+func (d *direction) expireHold(now time.Time) error {
+	if d.hold.IsZero() || now.Before(d.hold) {
+		return nil
+	}
+	held := d.src.hello.expire()
+	d.src.hello, d.hold = nil, time.Time{}
+	return d.forward(held)
 }
 
 // forward writes data to dst and counts it.
@@ -303,7 +322,11 @@ func (d *direction) forward(data []byte) error {
 // deadline passes, it ends the relay on a silence limit, parks the
 // direction (errParked), or sets the deadline of the next check.
 func (d *direction) quiet() error {
-	canPark := d.r.sock != nil && parking.available()
+	if err := d.expireHold(time.Now()); err != nil {
+		return err
+	}
+	// Held bytes keep the direction running, to be released in time.
+	canPark := d.r.sock != nil && parking.available() && d.hold.IsZero()
 	v, err := d.rl.t.next(time.Now(), d.running, canPark)
 	if err != nil {
 		return err
@@ -317,7 +340,7 @@ func (d *direction) quiet() error {
 			return err
 		}
 	}
-	d.src.conn.SetReadDeadline(v.until)
+	d.src.conn.SetReadDeadline(earliest(v.until, d.hold))
 	return nil
 }
 

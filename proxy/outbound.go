@@ -103,7 +103,7 @@ func (c *conn) outbound(ctx context.Context, rule *policy.Rule, endpoint, name s
 
 	app := side{conn: c.raw, name: "app"}
 	if !check.decided {
-		app.inspect = check.inspect
+		app.hello = check
 	}
 	return c.relay(app, side{conn: tc, name: "endpoint"}, rule, func(err error) {
 		guard.release(tc)

@@ -195,6 +195,11 @@ func TestOutboundAppBytesKept(t *testing.T) {
 		fin    bool     // then the app half-closes
 	}{
 		{"one byte, answer awaited", false, []string{"y"}, false},
+		// Bytes that stop short of a record header go on once the
+		// handshake timeout (a second here) has passed.
+		{"header start, answer awaited", false, []string{"\x16"}, false},
+		{"late header start, answer awaited", true, []string{"\x16\x03"}, false},
+		{"late header start, answer awaited, then more", true, []string{"\x16", "\x03"}, false},
 		{"header start, then end", false, []string{"\x16\x03"}, true},
 		{"late header start, then end", true, []string{"\x16\x03"}, true},
 		{"late header start, then cleartext", true,

@@ -27,7 +27,9 @@ const firstBytesWait = 200 * time.Millisecond
 // (TLS inside TLS, a known AT-TLS misconfiguration: the endpoint would
 // get a ClientHello wrapped in attlsd's TLS and answer nothing useful).
 // It holds the app's first bytes back until they show whether they begin
-// a TLS record, however the app splits its writes.
+// a TLS record, however the app splits its writes, for at most wait: a
+// TLS client writes its whole ClientHello at once, so bytes that stop
+// short of a record header for that long are cleartext.
 //
 // The bytes go into a fixed array, so judging allocates nothing. It
 // judges before the dial (peek) and, for an app that had not said enough
@@ -37,15 +39,21 @@ type helloCheck struct {
 	n       int   // bytes of hdr seen
 	decided bool  // hdr[:n] decides, or the stream ended
 	refused error // the refusal of an app that speaks TLS, or nil
+	// wait bounds how long bytes that could begin a record are held for
+	// the rest of its header (the environment's handshake timeout).
+	wait time.Duration
 }
 
 // peek reads and judges the app's first bytes before attlsd dials, so
 // that an app speaking TLS is refused without reaching the endpoint and
 // without the rule's client certificate being shown to it. It waits up
 // to firstBytesWait for a first byte, then, while the bytes could still
-// begin a TLS record, up to wait for the rest of the header. It returns
-// the refusal, or nil: then passed() holds what was read.
+// begin a TLS record, up to wait for the rest of the header: bytes that
+// stop short of a header for that long come from no TLS client, which
+// writes its ClientHello at once, so they are passed on. It returns the
+// refusal, or nil: then passed() holds what was read.
 func (h *helloCheck) peek(c net.Conn, wait time.Duration) error {
+	h.wait = wait
 	start := time.Now()
 	defer c.SetReadDeadline(time.Time{})
 	for !h.decided {
@@ -58,8 +66,10 @@ func (h *helloCheck) peek(c net.Conn, wait time.Duration) error {
 		h.judge(h.hdr[h.n:h.n+k], errors.Is(err, io.EOF))
 		switch {
 		case h.decided:
+		case errors.Is(err, os.ErrDeadlineExceeded) && h.n > 0:
+			h.decided = true
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil // not said enough yet: inspect goes on in the relay
+			return nil // silent so far: inspect goes on in the relay
 		case err != nil:
 			return fmt.Errorf("read from app: %w", err)
 		}
@@ -76,7 +86,7 @@ func (h *helloCheck) passed() []byte {
 	return h.hdr[:h.n]
 }
 
-// inspect is the relay's hook on the app's side (side.inspect): it
+// inspect is the relay's hook on the app's side (side.hello): it
 // judges data, the next bytes read, with those it holds. Undecided, it
 // keeps data (then fewer than a header's bytes) and has it held back;
 // decided, it returns the bytes it held, to go before data.
@@ -92,6 +102,13 @@ func (h *helloCheck) inspect(data []byte) (held []byte, wait bool, err error) {
 		return nil, true, nil
 	}
 	return h.hdr[:old], false, nil
+}
+
+// expire gives up waiting for the rest of a header: the bytes held for
+// wait come from no TLS client, and are returned to be forwarded.
+func (h *helloCheck) expire() []byte {
+	h.decided = true
+	return h.hdr[:h.n]
 }
 
 // judge adds b, the header bytes just read, to those seen. An end of

@@ -140,7 +140,8 @@ func TestHelloCheckNoAllocs(t *testing.T) {
 
 // TestHelloCheckPeek checks the wait before dialling on real sockets: an
 // app that says nothing is left after firstBytesWait, one that started a
-// record header is waited for, and a split ClientHello is refused.
+// record header is waited for, a split ClientHello is refused, and the
+// start of a header that never ends is passed once the wait is over.
 func TestHelloCheckPeek(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -160,13 +161,16 @@ func TestHelloCheckPeek(t *testing.T) {
 			time.Sleep(2 * firstBytesWait)
 			c.Write(helloHeader[1:])
 		}, "tls_inside_tls", "", 5},
+		{"header start, then silence", func(c net.Conn) {
+			c.Write(helloHeader[:2])
+		}, "", "\x16\x03", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			app, attlsd := tcpPair(t)
 			go tt.app(app)
 			h := new(helloCheck)
-			err := h.peek(attlsd, 5*time.Second)
+			err := h.peek(attlsd, time.Second)
 			var ref *refusal
 			switch {
 			case tt.want == "" && err != nil:
