@@ -191,6 +191,10 @@ func (d *decoder) prefixes(attr *hcl.Attribute, emptyDetail, anyHint string) []n
 			d.errorf(it.rng, "Invalid "+attr.Name, "%v", err)
 			continue
 		}
+		if q, err := netip.ParsePrefix(it.s); err == nil && q.Addr().Unmap() != p.Addr() {
+			d.warnf(it.rng, "Host bits set in "+attr.Name, "%q means %s, every address "+
+				"of that network; write \"%s\" for the one address", it.s, p, q.Addr().Unmap())
+		}
 		prefixes = append(prefixes, p)
 	}
 	return prefixes

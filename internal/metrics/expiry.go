@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"crypto/x509"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +31,7 @@ func collectExpiry(ch chan<- prometheus.Metric, p *policy.Policy) {
 	now := time.Now()
 	left := map[expiryKey]time.Duration{}
 	note := func(env, role string, c *x509.Certificate) {
-		k := expiryKey{env, role, c.Subject.String(), c.SerialNumber.Text(16)}
+		k := expiryKey{env, role, c.Subject.String(), fmt.Sprintf("%X", c.SerialNumber)}
 		if d, ok := left[k]; !ok || c.NotAfter.Sub(now) < d {
 			left[k] = c.NotAfter.Sub(now)
 		}

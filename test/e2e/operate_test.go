@@ -476,7 +476,7 @@ func TestCertificateExpiryMetric(t *testing.T) {
 		{"trust", pki.other},
 	} {
 		labels := map[string]string{"environment": "web", "role": w.role,
-			"subject": w.cert.Subject.String(), "serial": w.cert.SerialNumber.Text(16)}
+			"subject": w.cert.Subject.String(), "serial": fmt.Sprintf("%X", w.cert.SerialNumber)}
 		n := countSamples(text, "attlsd_certificate_expiry_seconds", labels)
 		v, _ := metric(text, "attlsd_certificate_expiry_seconds", labels)
 		if want := time.Until(w.cert.NotAfter).Seconds(); n != 1 || v < want-1 || v > want+600 {
