@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/attlsd/attlsd/certs"
+	"github.com/attlsd/attlsd/internal/testnet"
 	"github.com/attlsd/attlsd/policy"
 )
 
@@ -288,26 +289,12 @@ func TestOutboundRefusesLateHello(t *testing.T) {
 // its handshake is done.
 func tlsServer(t *testing.T, cfg *tls.Config, handle func(*tls.Conn)) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if tc.Handshake() == nil {
-					handle(tc)
-				}
-			}()
+	ln := testnet.Listen(t)
+	testnet.Serve(tls.NewListener(ln, cfg), func(c net.Conn) {
+		if tc := c.(*tls.Conn); tc.Handshake() == nil {
+			handle(tc)
 		}
-	}()
+	})
 	return ln.Addr().String()
 }
 
@@ -316,27 +303,14 @@ func tlsServer(t *testing.T, cfg *tls.Config, handle func(*tls.Conn)) string {
 // listens.
 func countingEndpoint(t *testing.T, down bool) (string, func() int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testnet.Listen(t)
 	addr := ln.Addr().String()
 	var n atomic.Int64
 	if down {
 		ln.Close()
 		return addr, n.Load
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
+	testnet.Serve(ln, func(net.Conn) { n.Add(1) })
 	return addr, n.Load
 }
 

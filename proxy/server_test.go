@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/attlsd/attlsd/certs"
+	"github.com/attlsd/attlsd/internal/testnet"
 	"github.com/attlsd/attlsd/policy"
 )
 
@@ -108,26 +109,12 @@ type backend struct {
 
 func startBackend(t *testing.T) *backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{ln: ln, headers: make(chan *proxyproto.Header, 10)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.echo(c)
-		}
-	}()
+	b := &backend{ln: testnet.Listen(t), headers: make(chan *proxyproto.Header, 10)}
+	testnet.Serve(b.ln, b.echo)
 	return b
 }
 
 func (b *backend) echo(c net.Conn) {
-	defer c.Close()
 	r := bufio.NewReader(c)
 	h, err := proxyproto.Read(r)
 	if err != nil {

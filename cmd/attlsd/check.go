@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 
@@ -14,25 +15,38 @@ import (
 // fail the check.
 func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", "usage: attlsd check FILE")
-	operands, code, ok := parseArgs(fs, args, stdout, stderr)
-	if !ok {
+	file, p, diags, code := loadPolicyArg(fs, args, stdout, stderr)
+	if p == nil {
 		return code
-	}
-	if len(operands) != 1 {
-		return usageError(fs, stderr, "")
-	}
-	file := operands[0]
-	p, diags := policy.Load(file)
-	fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
-	if diags.HasErrors() {
-		fmt.Fprintf(stderr, "%s: %s\n", file, count(diags))
-		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok: %s, %s, %s, %s%s\n", file,
 		counted(len(p.Environments), "environment"), counted(len(p.Inbound), "inbound rule"),
 		counted(len(p.Outbound), "outbound rule"), counted(len(p.Listeners), "listener"),
 		warnings(diags))
 	return 0
+}
+
+// loadPolicyArg parses the arguments of a command that takes one policy
+// file, loads the file and prints its diagnostics on stderr, with a count
+// when there are errors. The policy is nil when the command ends there,
+// with the exit code returned.
+func loadPolicyArg(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (
+	string, *policy.Policy, hcl.Diagnostics, int) {
+	operands, code, ok := parseArgs(fs, args, stdout, stderr)
+	if !ok {
+		return "", nil, nil, code
+	}
+	if len(operands) != 1 {
+		return "", nil, nil, usageError(fs, stderr, "")
+	}
+	file := operands[0]
+	p, diags := policy.Load(file)
+	fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+	if diags.HasErrors() {
+		fmt.Fprintf(stderr, "%s: %s\n", file, count(diags))
+		return file, nil, diags, 1
+	}
+	return file, p, diags, 0
 }
 
 // counted writes "1 listener" or "2 listeners".

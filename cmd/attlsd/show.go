@@ -15,19 +15,9 @@ import (
 func showCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("show", "usage: attlsd show [--json] FILE")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
-	operands, code, ok := parseArgs(fs, args, stdout, stderr)
-	if !ok {
+	_, p, _, code := loadPolicyArg(fs, args, stdout, stderr)
+	if p == nil {
 		return code
-	}
-	if len(operands) != 1 {
-		return usageError(fs, stderr, "")
-	}
-	file := operands[0]
-	p, diags := policy.Load(file)
-	fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
-	if diags.HasErrors() {
-		fmt.Fprintf(stderr, "%s: %s\n", file, count(diags))
-		return 1
 	}
 	if err := writeView(stdout, p.View(), *asJSON); err != nil {
 		fmt.Fprintln(stderr, "attlsd: show:", err)

@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"debug/elf"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -584,56 +578,6 @@ func (v *kubeletVolume) chown(t *testing.T, path string) {
 }
 
 // ---- certificates ----
-
-// issueServerCert makes a new server certificate for localhost,
-// 127.0.0.1 and ::1, signed by the development CA, and returns it and its
-// PKCS#8 key in PEM.
-func issueServerCert(t *testing.T) (certPEM, keyPEM []byte, serial *big.Int) {
-	t.Helper()
-	blk, _ := pem.Decode(readDevFile(t, "ca.pem"))
-	if blk == nil {
-		t.Fatal("ca.pem: no PEM block")
-	}
-	ca, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatalf("ca.pem: %v", err)
-	}
-	if blk, _ = pem.Decode(readDevFile(t, "ca-key.pem")); blk == nil {
-		t.Fatal("ca-key.pem: no PEM block")
-	}
-	caKey, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		t.Fatalf("ca-key.pem: %v", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), serial
-}
 
 // servedSerial completes a handshake with addr as a client of the
 // development CA asking for "localhost", and returns the serial number

@@ -618,19 +618,19 @@ func testK8sRotation(t *testing.T, pod *k8sPod, rule string, proxyV2 bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crt, key, serial := issueServerCert(t)
+	renewed := issueServerPair(t)
 	start := time.Now()
 	pod.secret.update(t, map[string][]byte{
-		"tls.crt": crt, "tls.key": key, "ca.crt": readDevFile(t, "ca.pem"),
+		"tls.crt": renewed.cert, "tls.key": renewed.key, "ca.crt": readDevFile(t, "ca.pem"),
 	})
 	for {
 		got, err := servedSerial(t, pod.https)
-		if err == nil && got.Cmp(serial) == 0 {
+		if err == nil && got.Text(16) == renewed.serial {
 			break
 		}
 		if time.Since(start) > rotationTimeout {
-			t.Fatalf("served serial %v (%v), want the new %v within %s (was %v)",
-				got, err, serial, rotationTimeout, before)
+			t.Fatalf("served serial %x (%v), want the new %s within %s (was %x)",
+				got, err, renewed.serial, rotationTimeout, before)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
