@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"path/filepath"
@@ -96,27 +97,23 @@ func checkUTF8(src []byte, filename string) *hcl.Diagnostic {
 	if utf8.Valid(src) {
 		return nil
 	}
-	pos := hcl.InitialPos
-	for len(src) > 0 {
-		r, n := utf8.DecodeRune(src)
-		if r == utf8.RuneError && n <= 1 {
+	off := 0 // of the first byte that starts no character; src has one
+	for {
+		r, n := utf8.DecodeRune(src[off:])
+		if r == utf8.RuneError && n == 1 {
 			break
 		}
-		pos.Byte += n
-		pos.Column++
-		if r == '\n' {
-			pos.Line++
-			pos.Column = 1
-		}
-		src = src[n:]
+		off += n
 	}
-	end := pos
-	end.Byte++
-	end.Column++
+	before := src[:off]
+	line := before[bytes.LastIndexByte(before, '\n')+1:]
+	pos := hcl.Pos{Byte: off, Line: 1 + bytes.Count(before, []byte("\n")),
+		Column: 1 + utf8.RuneCount(line)}
+	end := hcl.Pos{Byte: off + 1, Line: pos.Line, Column: pos.Column + 1}
 	return &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  "Invalid UTF-8",
-		Detail:   fmt.Sprintf("byte 0x%02x is not part of a UTF-8 character; policy files must be UTF-8", src[0]),
+		Detail:   fmt.Sprintf("byte 0x%02x is not part of a UTF-8 character; policy files must be UTF-8", src[off]),
 		Subject:  &hcl.Range{Filename: filename, Start: pos, End: end},
 	}
 }

@@ -67,7 +67,7 @@ func (h *helloCheck) peek(c net.Conn, wait time.Duration) error {
 		switch {
 		case h.decided:
 		case errors.Is(err, os.ErrDeadlineExceeded) && h.n > 0:
-			h.decided = true
+			h.expire()
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil // silent so far: inspect goes on in the relay
 		case err != nil:
